@@ -520,7 +520,12 @@ class CheckGrad(Section):
     points: Int = Field(3, gt=0)
     rtol: Float = Field(1e-4, ge=0)
     atol: Float = Field(1e-6, ge=0)
-    eps: Float | None = Field(None, gt=0)  # None: chosen per dtype
+    eps: Float | None = Field(None, gt=0)  # None: a sweep of steps (see jaxpm.gradcheck)
+    # Overrides for the model the checks run on, e.g. {ode.rtol: 1e-10}: an adaptive
+    # solver's AD gradient ignores how step sizes depend on the parameters, so it matches
+    # finite differences only to about the solver's tolerance; checking at a tight one
+    # tests the gradient code, not the discretisation.
+    set: dict[str, Any] = Field(default_factory=dict)
 
 
 class Sample(Section):

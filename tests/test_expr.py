@@ -17,6 +17,7 @@ from jaxpm.expr import CONSTANTS, FUNCTIONS, evaluate, names_in, parse
 
 X = np.arange(12.0).reshape(4, 3)
 Z = np.array([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]])
+M = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
 KEY = "likelihood.llike.sigma"
 
 
@@ -33,7 +34,7 @@ def names() -> dict:
         "b": tensor(2.0),
         "noise": tensor(0.3),
         "v": tensor([1.0, -1.0, 2.0]),
-        "M": tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]),
+        "M": tensor(M),
         "arr": np.array([1.0, 2.0, 3.0]),
         "idx": np.array([0, 0, 3]),
     }
@@ -69,12 +70,8 @@ def test_arithmetic_on_tensors(names):
     np.testing.assert_allclose(value("exp(a) * b", names), np.exp(0.5) * 2.0)
     np.testing.assert_allclose(value("sigmoid(a) * 2 - 1", names), 2 / (1 + np.exp(-0.5)) - 1)
     np.testing.assert_allclose(value("2 * x + 1", names), 2 * X + 1)
-    np.testing.assert_allclose(value("v @ M", names), np.array([1.0, -1.0, 2.0]) @ M_np())
+    np.testing.assert_allclose(value("v @ M", names), np.array([1.0, -1.0, 2.0]) @ M)
     np.testing.assert_allclose(value("x / (1 + noise) ** 2", names), X / 1.3**2)
-
-
-def M_np():
-    return np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
 
 
 def test_numpy_values_stay_numpy(names):
