@@ -38,7 +38,8 @@ def _draw(variables: list, n: int, seed: int) -> list[np.ndarray]:
     if not variables:
         return []
     draws = pm.draw(list(variables), draws=n, random_seed=seed)
-    return list(draws) if isinstance(draws, list | tuple) else [draws]
+    draws = list(draws) if isinstance(draws, list | tuple) else [draws]
+    return [np.expand_dims(d, 0) for d in draws] if n == 1 else draws  # draws=1 drops the axis
 
 
 def _prior_points(model, n: int, seed: int) -> list[dict[str, np.ndarray]]:

@@ -129,7 +129,7 @@ def _build(spec: Spec) -> tuple[pm.Model, Context]:
             ctx.add(name, ctx.distribution(name, dist.dist, dist.params, f"priors.{name}"))
         pending = dict(spec.deterministics)
         _add_ready_deterministics(ctx, pending)
-        build_experiment = experiment_builder(spec.experiment)
+        build_experiment = experiment_builder(spec.experiment, spec.base_dir)
         with _experiment_errors(spec.experiment):
             build_experiment(_section(spec), ctx)
         _add_ready_deterministics(ctx, pending)
@@ -165,19 +165,13 @@ def _section(spec: Spec):
 BUILTIN_EXPERIMENTS = ("exp", "ode", "cnn")
 
 
-def experiment_builder(name: str):
+def experiment_builder(name: str, base_dir: Path | None = None):
     """The ``build(section, ctx)`` function of a built-in or plugin experiment."""
     if name in BUILTIN_EXPERIMENTS:
         return importlib.import_module(f"jaxpm.experiments.{name}").build
-    module_name, _, attr = name.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as e:
-        raise ConfigError("experiment", f"cannot import '{module_name}': {e}; is the package installed?") from None
-    fn = getattr(module, attr, None)
-    if not callable(fn):
-        raise ConfigError("experiment", f"module '{module_name}' has no function '{attr}'")
-    return fn
+    from jaxpm.loading import load_callable
+
+    return load_callable(name, base_dir, "experiment")
 
 
 class _experiment_errors:
@@ -207,6 +201,7 @@ def _distribution(ctx: Context, name: str, dist_name: str, raw_params: dict, key
 
             raise ConfigError(f"{key}.{k}", f"{dist_name} has no parameter '{k}'{did_you_mean(k, accepted)}")
     if observed is not None:
+        _check_observed_shape(dist_name, params, observed, key)
         params["observed"] = observed
     try:
         return cls(name, **params)
@@ -215,6 +210,27 @@ def _distribution(ctx: Context, name: str, dist_name: str, raw_params: dict, key
     except Exception as e:  # noqa: BLE001 - PyMC's own message, on one line, names the problem
         msg = " ".join(str(e).split()) or type(e).__name__
         raise ConfigError(key, f"{dist_name}: {msg}") from None
+
+
+def _check_observed_shape(dist_name: str, params: dict, observed, key: str) -> None:
+    """Observed data must have the shape its parameters broadcast to (when both are known)."""
+    obs_shape = getattr(observed, "shape", None)
+    if obs_shape is None or None in obs_shape:
+        return
+    for name, value in params.items():
+        shape = getattr(getattr(value, "type", None), "shape", None) or np.shape(value)
+        if name in ("shape", "size", "dims") or None in shape:
+            continue
+        try:
+            fits = np.broadcast_shapes(shape, obs_shape) == tuple(obs_shape)
+        except ValueError:
+            fits = False
+        if not fits:
+            raise ConfigError(
+                f"{key}.observed",
+                f"observed data has shape {tuple(obs_shape)}, but {dist_name}'s '{name}' has shape {tuple(shape)}; "
+                "they must match (check the data file's rows and columns)",
+            )
 
 
 def _accepted_params(cls) -> set[str] | None:

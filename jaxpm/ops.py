@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
@@ -53,6 +54,7 @@ from pytensor.graph import Apply, Op, Variable
 from pytensor.graph.rewriting.basic import GraphRewriter
 from pytensor.graph.type import Type
 from pytensor.link.jax.dispatch import jax_funcify
+from pytensor.tensor.exceptions import ShapeError
 from pytensor.tensor.type import TensorType
 
 __all__ = ["jax_op", "JaxFunction", "JaxOp", "JaxOpError"]
@@ -110,12 +112,38 @@ class JaxOp(Op):
 
     # pickling (PyMC sends step methods to worker processes): drop compiled functions
     def __getstate__(self):
-        return {k: v for k, v in self.__dict__.items() if k not in ("jitted", "jax_fn")}
+        return {k: v for k, v in self.__dict__.items() if k not in ("jitted", "jax_fn", "_packing")}
 
     @functools.cached_property
     def jitted(self) -> Callable:
-        """The flat function, jitted once for this Op (used by the C and Numba backends)."""
-        return jax.jit(self.flat_fn)
+        """The flat function, jitted once for this Op (used by the C and Numba backends).
+
+        With several outputs of static shape it returns one flat buffer per dtype instead,
+        which :meth:`perform` splits into views: each JAX array costs microseconds to hand
+        to NumPy, and at ODE sizes that is a real share of a call.
+        """
+        groups = self._packing
+        if groups is None:
+            return jax.jit(self.flat_fn)
+        f = self.flat_fn
+
+        def packed(*xs):
+            ys = f(*xs)
+            return tuple(jnp.concatenate([jnp.ravel(ys[i]) for i, *_ in members]) for members in groups)
+
+        return jax.jit(packed)
+
+    @functools.cached_property
+    def _packing(self) -> list[list[tuple]] | None:
+        """Outputs grouped by dtype as ``(index, start, stop, shape)``; None: no packing."""
+        if len(self.output_types) < 2 or any(None in t.shape for t in self.output_types):
+            return None
+        groups: dict[str, list[tuple]] = {}
+        for i, t in enumerate(self.output_types):
+            members = groups.setdefault(t.dtype, [])
+            start = members[-1][2] if members else 0
+            members.append((i, start, start + math.prod(t.shape), t.shape))
+        return list(groups.values())
 
     # --- graph construction ------------------------------------------------------------
 
@@ -126,8 +154,8 @@ class JaxOp(Op):
         return Apply(self, inputs, [t() for t in self.output_types])
 
     def infer_shape(self, fgraph, node, input_shapes):
-        if self.out_dims is None:
-            raise NotImplementedError
+        if self.out_dims is None:  # some output dim is not an input dim: ask at run time
+            raise ShapeError(f"{self.name}: output shape unknown until run")
         return [
             tuple(d if isinstance(d, int) else input_shapes[d[0]][d[1]] for d in dims)
             for dims in self.out_dims
@@ -136,12 +164,22 @@ class JaxOp(Op):
     # --- execution (C and Numba backends) ----------------------------------------------
 
     def perform(self, node, inputs, outputs):
+        # One copy out of JAX's read-only buffers: PyTensor may later write in place.
         results = self.jitted(*inputs)
-        for storage, result in zip(outputs, results):
-            # One copy out of JAX's read-only buffer: PyTensor may later write in place.
-            storage[0] = np.array(result)
+        if self._packing is None:
+            for storage, result in zip(outputs, results):
+                storage[0] = np.array(result)
+            return
+        for buffer, members in zip(results, self._packing):
+            buffer = np.array(buffer)
+            for i, start, stop, shape in members:
+                outputs[i][0] = buffer[start:stop].reshape(shape)
 
     # --- gradients ---------------------------------------------------------------------
+
+    def connection_pattern(self, node):
+        """Integer and boolean inputs carry no gradient to any output."""
+        return [[_is_float(x.type)] * len(node.outputs) for x in node.inputs]
 
     def L_op(self, inputs, outputs, output_grads):
         connected = tuple(
@@ -175,7 +213,7 @@ class JaxOp(Op):
                 jac = jacs[float_out.index(k) * len(diff_inputs) + j]
                 # an elementwise product and a sum fuse into one C loop; a tensordot
                 # would become BLAS calls whose overhead dominates at ODE sizes
-                term = (pt.shape_padright(g, x.ndim) * jac).sum(axis=tuple(range(out.ndim)))
+                term = (pt.shape_padright(g, x.ndim) * jac).sum(axis=tuple(range(out.ndim)), dtype=x.dtype, acc_dtype=x.dtype)
                 total = term if total is None else total + term
             result.append(total.astype(x.dtype))
         return result
@@ -363,7 +401,7 @@ class _VJPBackward(Op):
     def infer_shape(self, fgraph, node, input_shapes):
         shapes = [t.shape for t in self.fwd.vjp_op.output_types]
         if any(None in s for s in shapes):
-            raise NotImplementedError
+            raise ShapeError(f"{self.name}: output shape unknown until run")
         return shapes
 
 
@@ -471,12 +509,13 @@ class JaxFunction:
                 static.append(leaf)
         key = (treedef, tuple(_hashable(s) for s in static), tuple(x.type for x in dynamic))
         if key not in self._ops:
-            self._ops[key] = self._make_op(treedef, static, [x.type for x in dynamic])
+            self._ops[key] = self._make_op(treedef, static, dynamic)
         op, out_treedef = self._ops[key]
         outs = op(*dynamic, return_list=True) if op.output_types else []
         return jax.tree.unflatten(out_treedef, outs)
 
-    def _make_op(self, treedef, static, input_types):
+    def _make_op(self, treedef, static, variables):
+        input_types = [x.type for x in variables]
         fn, name = self.fn, self.name
 
         def rebuild(arrays):
@@ -498,13 +537,34 @@ class JaxFunction:
         try:
             out_structs = jax.eval_shape(flat_fn, *shapes)
         except Exception as e:  # noqa: BLE001 - any tracing failure is reported with the function's name
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            raise JaxOpError(f"jax_op '{name}' failed to trace: {type(e).__name__}: {msg}") from e
+            if not dims:
+                raise _trace_error(name, e) from e
+            # Symbolic dims failed (e.g. two unknown lengths added together): trace at the
+            # inputs' current shapes, and leave the output shapes to run time.
+            # Failing that (free inputs), trace with one shared symbol for every unknown
+            # dim: right for functions that combine equal-length inputs elementwise.
+            concrete = _current_shapes(variables)
+            if concrete is not None:
+                retry = [jax.ShapeDtypeStruct(c, t.dtype) for c, t in zip(concrete, input_types)]
+            else:
+                retry = _abstract_inputs(input_types, shared_symbol=True)[0]
+            try:
+                out_structs = jax.eval_shape(flat_fn, *retry)
+            except Exception:  # noqa: BLE001
+                raise JaxOpError(
+                    f"{_trace_error(name, e)} (inputs of unknown shape: give them static shapes with pt.specify_shape)"
+                ) from e
+            out_structs = [jax.ShapeDtypeStruct((None,) * len(o.shape), o.dtype) for o in out_structs]
+            dims = {}
         if not out_structs:
             raise JaxOpError(f"jax_op '{name}' returned no arrays; it must return an array or a pytree of arrays")
         out_types, out_dims = [], []
         for s in out_structs:
             static_shape = tuple(d if isinstance(d, int) else None for d in s.shape)
+            if None in static_shape and not dims:
+                out_dims.append((None,) * len(static_shape))
+                out_types.append(TensorType(str(s.dtype), shape=static_shape))
+                continue
             out_types.append(TensorType(str(s.dtype), shape=static_shape))
             out_dims.append(tuple(d if isinstance(d, int) else dims.get(_dim_key(d)) for d in s.shape))
         if any(d is None for od in out_dims for d in od):
@@ -560,13 +620,14 @@ class _ById:
 
 
 def _hashable(value):
+    """A cache key for a static value: by value (and type: 2, 2.0 and True differ), else by id."""
     if value is _DYNAMIC:
         return value
     try:
         hash(value)
     except TypeError:
         return _ById(value)
-    return value
+    return (type(value), value)
 
 
 def _is_float(t) -> bool:
@@ -619,11 +680,28 @@ def _single_or_tuple(f):
     return call
 
 
+def _trace_error(name: str, e: Exception) -> JaxOpError:
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return JaxOpError(f"jax_op '{name}' failed to trace: {type(e).__name__}: {msg}")
+
+
+def _current_shapes(variables) -> list[tuple[int, ...]] | None:
+    """The inputs' shapes now (shared data, constants); None when they depend on inputs."""
+    from pytensor.compile.function import function
+    from pytensor.compile.mode import Mode
+
+    try:
+        fn = function([], [x.shape for x in variables], mode=Mode(linker="py", optimizer="fast_compile"))
+        return [tuple(int(d) for d in s) for s in fn()]
+    except Exception:  # noqa: BLE001 - free inputs: no current shape to be had
+        return None
+
+
 def _dim_key(d):
     return str(d)
 
 
-def _abstract_inputs(input_types):
+def _abstract_inputs(input_types, shared_symbol: bool = False):
     """ShapeDtypeStructs for eval_shape; unknown dims become JAX symbolic dimensions.
 
     Returns the structs and a map from symbolic-dimension name to (input, axis), so that
@@ -634,8 +712,9 @@ def _abstract_inputs(input_types):
         shape = []
         for a, s in enumerate(t.shape):
             if s is None:
-                name = f"d{i}_{a}"
-                names.append(name)
+                name = "n" if shared_symbol else f"d{i}_{a}"
+                if name not in names:
+                    names.append(name)
                 shape.append(name)
                 dims[name] = (i, a)
             else:

@@ -28,6 +28,7 @@ class Prepared:
     model: Any
     ctx: Any
     build_seconds: float
+    point: dict = field(default_factory=dict)
     compiled: dict[str, be.Compiled] = field(default_factory=dict)
 
 
@@ -58,14 +59,18 @@ def prepare(config, overrides=None, progress: Progress | None = None) -> Prepare
     with progress.step(f"{spec.name}: building the model"):
         start = time.perf_counter()
         model, ctx = build(spec)
-    return Prepared(spec, model, ctx, time.perf_counter() - start)
+        try:
+            point = be.evaluation_point(model, spec)
+        except ConfigError as e:
+            raise e.within(spec.label) from None
+    return Prepared(spec, model, ctx, time.perf_counter() - start, point)
 
 
 def evaluate_backends(prep: Prepared, progress: Progress | None = None) -> dict:
     """logp terms, dlogp and timing on each configured backend, plus their comparison."""
     progress = progress or Progress.quiet()
     spec, model = prep.spec, prep.model
-    point = be.evaluation_point(model, spec)
+    point = prep.point
     per_backend = {}
     for backend in spec.evaluate.backends:
         with progress.step(f"{spec.name}: compiling and timing logp+dlogp on {backend}"):
@@ -144,6 +149,10 @@ def run(config, overrides=None, *, progress: Progress | None = None) -> RunResul
         info["status"] = "finished"
     except KeyboardInterrupt:
         info["status"] = "interrupted"
+        raise
+    except BaseException as e:
+        info["status"] = "failed"
+        info["error"] = f"{type(e).__name__}: {e}"
         raise
     finally:
         info["timing"]["total_seconds"] = time.perf_counter() - started

@@ -9,14 +9,13 @@ A config may also name ``package.module:function`` (an importable module) or
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 
 import jax.numpy as jnp
 
 from jaxpm.errors import ConfigError, did_you_mean
+from jaxpm.loading import load_callable
 
 
 def decay(t, y, args):
@@ -79,25 +78,4 @@ def resolve(name: str, base_dir: Path | None = None, key: str = "ode.vector_fiel
         return BUILTIN[name]
     if ":" not in name:
         raise ConfigError(key, f"unknown vector field '{name}'{did_you_mean(name, BUILTIN)} (or give 'package.module:function' / 'file.py:function')")
-    target, _, attr = name.rpartition(":")
-    if target.endswith(".py"):
-        path = Path(target)
-        if not path.is_absolute() and base_dir is not None:
-            path = base_dir / path
-        if not path.is_file():
-            raise ConfigError(key, f"file not found: {path}")
-        spec = importlib.util.spec_from_file_location(f"jaxpm_user_{path.stem}", path)
-        module = importlib.util.module_from_spec(spec)
-        try:
-            spec.loader.exec_module(module)
-        except Exception as e:  # noqa: BLE001 - the user's file failed to import
-            raise ConfigError(key, f"cannot import {path}: {type(e).__name__}: {e}") from None
-    else:
-        try:
-            module = importlib.import_module(target)
-        except ImportError as e:
-            raise ConfigError(key, f"cannot import '{target}': {e}") from None
-    fn = getattr(module, attr, None)
-    if not callable(fn):
-        raise ConfigError(key, f"'{target}' has no function '{attr}'")
-    return fn
+    return load_callable(name, base_dir, key)
