@@ -10,9 +10,10 @@ log density written directly in JAX on the same unconstrained (raveled) paramete
 Jacobian terms of the log transforms included, jitted as ``value_and_grad`` (reverse) and
 as value + ``jacfwd`` (forward, ``diffrax.ForwardMode``).
 
-Each row: first call (compile + run), a check that logp and dlogp agree with the reverse
-pure-JAX reference to 1e-8 relative, a warm-up, then a timed series whose median is
-reported. This is a benchmark, not a test: nothing is asserted about time; the targets at
+Each row: first call (compile + run) and a check that logp and dlogp agree with the
+reverse pure-JAX reference to 1e-8 relative; then all rows of a model are timed in a few
+round-robin rounds (warm-up, ``gc.collect()``, a loop of timed calls), and the median of
+all timed calls is reported. This is a benchmark, not a test: nothing is asserted about time; the targets at
 the end are printed as pass/miss. See benchmarks/README.md.
 """
 
@@ -96,8 +97,10 @@ class Problem:
     point: np.ndarray
     implementations: list[Implementation]
     references: list[str]  # sensitivities of the pure-JAX references
-    warmup: int
-    repeats: int
+    warmup: int  # untimed calls before the first timing round
+    repeats: int  # timed calls per row, over all rounds
+    rounds: int  # timing rounds, round-robin over the rows
+    rewarm: int  # untimed calls before each later round
     post_types: tuple | None = None  # (itype, otype) for the post's hand-written Ops
 
 
@@ -174,6 +177,8 @@ def post_ode_problem(quick: bool) -> Problem:
         references=["reverse", "forward", "tuned"],
         warmup=20 if quick else 50,
         repeats=200 if quick else 500,
+        rounds=4 if quick else 5,
+        rewarm=5,
         post_types=(pt.dscalar, pt.dvector),
     )
 
@@ -247,6 +252,8 @@ def lv_problem(quick: bool) -> Problem:
         references=["reverse", "forward", "tuned"],
         warmup=20 if quick else 50,
         repeats=200 if quick else 500,
+        rounds=4 if quick else 5,
+        rewarm=5,
         post_types=(pt.dvector, pt.dmatrix),
     )
 
@@ -331,6 +338,8 @@ def cnn_problem(quick: bool) -> Problem:
         references=["reverse"],
         warmup=1,
         repeats=3,
+        rounds=3,
+        rewarm=0,
     )
 
 
@@ -542,49 +551,75 @@ def rel_err(result, reference) -> float:
     return float(max(err_lp, err_g))
 
 
-def measure(row: Row, make: Callable[[], Callable], problem: Problem, reference, repeats: int | None):
-    """Compile, check against the reference, time; a failure is recorded, not raised."""
-    x = problem.point
+def _describe(e: Exception) -> str:
+    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"{type(e).__name__}: {first}"[:160]
+
+
+def prepare(row: Row, make: Callable[[], Callable], problem: Problem, reference):
+    """Compile, call once, check against the reference: ``(fn, (logp, dlogp))``.
+
+    A failure is recorded in the row (and gives ``(None, None)``), never raised: one
+    broken implementation must not stop the others.
+    """
     try:
         start = time.perf_counter()
         fn = make()
-        lp, g = block(fn(x))
+        lp, g = block(fn(problem.point))
         row.first_call_s = time.perf_counter() - start
-        result = (float(lp), g)
-        row.max_rel_err = 0.0 if reference is None else rel_err(result, reference)
-        row.times = time_calls(fn, x, problem.warmup, repeats or problem.repeats)
-    except Exception as e:  # noqa: BLE001 - one broken implementation must not stop the rest
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        row.error = f"{type(e).__name__}: {first}"[:160]
-        result = None
-    status = "[red]failed[/]" if row.error else fmt_time(row.median)
-    console.log(f"  {row.implementation:34s} {row.backend:4s} {status}")
-    return result
+    except Exception as e:  # noqa: BLE001
+        row.error = _describe(e)
+        console.log(f"  {row.implementation:40s} {row.backend:4s} [red]failed: {row.error}[/]")
+        return None, None
+    result = (float(lp), g)
+    row.max_rel_err = 0.0 if reference is None else rel_err(result, reference)
+    agree = "[green]✓[/]" if row.ok else "[red]✗[/]"
+    console.log(f"  {row.implementation:40s} {row.backend:4s} first call {fmt_time(row.first_call_s):>10s}  {agree} {row.max_rel_err:.0e}")
+    return fn, result
+
+
+def time_interleaved(compiled: list[tuple[Row, Callable]], problem: Problem, repeats: int):
+    """Time every row in ``problem.rounds`` rounds, round-robin, so that a change of load
+    on the machine during the run spreads over all rows instead of hitting a few."""
+    per_round = -(-repeats // problem.rounds)
+    for r in range(problem.rounds):
+        # alternate the order, so that no row is always the one after the same neighbour
+        for row, fn in compiled if r % 2 == 0 else compiled[::-1]:
+            if row.error:
+                continue
+            warmup = problem.warmup if r == 0 else problem.rewarm
+            try:
+                row.times += time_calls(fn, problem.point, warmup, per_round)
+            except Exception as e:  # noqa: BLE001
+                row.error = _describe(e)
+        console.log(f"  timing round {r + 1}/{problem.rounds} done ({per_round} calls per row)")
 
 
 def run_problem(problem: Problem, repeats: int | None) -> tuple[list[Row], float]:
     console.rule(problem.title)
-    rows, reference = [], None
+    compiled, reference = [], None
     for sensitivity in problem.references:
         kind = "pure" if sensitivity in ("reverse", "forward") else "pure-tuned"  # see README
         row = Row(REFERENCE_NAMES[sensitivity], "pure", kind)
-        result = measure(row, lambda s=sensitivity: compile_pure_jax(problem, s), problem, reference, repeats)
+        fn, result = prepare(row, lambda s=sensitivity: compile_pure_jax(problem, s), problem, reference)
         reference = reference or result
-        rows.append(row)
+        compiled.append((row, fn))
     if reference is None:
-        raise RuntimeError(f"{problem.key}: the pure-JAX reference failed: {rows[0].error}")
+        raise RuntimeError(f"{problem.key}: the pure-JAX reference failed: {compiled[0][0].error}")
     for impl in problem.implementations:
         try:
-            wrapped = impl.build(problem)  # one wrapped function, shared by both backends
+            wrapped, build_error = impl.build(problem), None  # one wrapped function, both backends
         except Exception as e:  # noqa: BLE001
-            wrapped, build_error = None, f"{type(e).__name__}: {e}"
+            wrapped, build_error = None, _describe(e)
         for backend, mode in BACKENDS.items():
-            row = Row(impl.name, backend, impl.kind)
-            if wrapped is None:
+            row, fn = Row(impl.name, backend, impl.kind), None
+            if build_error:
                 row.error = build_error
             else:
-                measure(row, lambda m=mode: compile_pymc(problem, wrapped, m), problem, reference, repeats)
-            rows.append(row)
+                fn, _ = prepare(row, lambda m=mode: compile_pymc(problem, wrapped, m), problem, reference)
+            compiled.append((row, fn))
+    time_interleaved(compiled, problem, repeats or problem.repeats)
+    rows = [row for row, _ in compiled]
     best_pure = min((r.median for r in rows if r.kind == "pure" and r.ok), default=float("nan"))
     for r in rows:
         r.ratio = r.median / best_pure
@@ -743,7 +778,7 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer ODE calls (20 warm-up, 200 timed); skip the CNN unless --only cnn")
     parser.add_argument("--json", metavar="PATH", help="write every median (and the targets) to this file")
     parser.add_argument("--only", choices=list(PROBLEMS), action="append", help="run only this model (repeatable)")
-    parser.add_argument("--repeats", type=int, help="timed calls per row (default: 500 ODE, 3 CNN; 200 ODE with --quick)")
+    parser.add_argument("--repeats", type=int, help="timed calls per row, over all rounds (default: 500 ODE, 3 CNN; 200 ODE with --quick)")
     args = parser.parse_args(argv)
 
     keys = args.only or [k for k in PROBLEMS if not (args.quick and k == "cnn")]

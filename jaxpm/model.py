@@ -201,36 +201,24 @@ def _distribution(ctx: Context, name: str, dist_name: str, raw_params: dict, key
 
             raise ConfigError(f"{key}.{k}", f"{dist_name} has no parameter '{k}'{did_you_mean(k, accepted)}")
     if observed is not None:
-        _check_observed_shape(dist_name, params, observed, key)
         params["observed"] = observed
     try:
-        return cls(name, **params)
+        rv = cls(name, **params)
     except ConfigError:
         raise
     except Exception as e:  # noqa: BLE001 - PyMC's own message, on one line, names the problem
-        msg = " ".join(str(e).split()) or type(e).__name__
-        raise ConfigError(key, f"{dist_name}: {msg}") from None
+        raise ConfigError(key, f"{dist_name}: {_one_line(e)}") from None
+    if observed is not None:
+        try:  # building the term's logp graph checks the data's static shape against the parameters
+            ctx.model.logp(vars=[rv], sum=False)
+        except Exception as e:  # noqa: BLE001
+            shape = getattr(observed, "shape", "?")
+            raise ConfigError(f"{key}.observed", f"observed data of shape {tuple(shape)} does not fit {dist_name}'s parameters: {_one_line(e)}") from None
+    return rv
 
 
-def _check_observed_shape(dist_name: str, params: dict, observed, key: str) -> None:
-    """Observed data must have the shape its parameters broadcast to (when both are known)."""
-    obs_shape = getattr(observed, "shape", None)
-    if obs_shape is None or None in obs_shape:
-        return
-    for name, value in params.items():
-        shape = getattr(getattr(value, "type", None), "shape", None) or np.shape(value)
-        if name in ("shape", "size", "dims") or None in shape:
-            continue
-        try:
-            fits = np.broadcast_shapes(shape, obs_shape) == tuple(obs_shape)
-        except ValueError:
-            fits = False
-        if not fits:
-            raise ConfigError(
-                f"{key}.observed",
-                f"observed data has shape {tuple(obs_shape)}, but {dist_name}'s '{name}' has shape {tuple(shape)}; "
-                "they must match (check the data file's rows and columns)",
-            )
+def _one_line(e: Exception) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
 
 
 def _accepted_params(cls) -> set[str] | None:
