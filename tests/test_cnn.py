@@ -1,0 +1,120 @@
+"""The CNN experiment: data sources, the post's architecture, and its seed numbers."""
+
+import math
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from jaxpm import backends as be
+from jaxpm import images, nets
+from jaxpm.errors import ConfigError
+from jaxpm.runner import prepare
+
+# --------------------------------------------------------------------------- data
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_digits_offline(dtype):
+    x, y = images.load_images("digits", 30, dtype=dtype)
+    assert x.shape == (30, 28, 28, 1) and x.dtype == dtype
+    assert 0.0 <= x.min() and x.max() <= 1.0 and x.max() > 0.5
+    assert y.dtype == np.int64 and set(y) <= set(range(10))
+    held_out, _ = images.load_images("digits", 30, offset=30, dtype=dtype)
+    assert not np.allclose(x, held_out)
+
+
+def test_digits_too_many():
+    with pytest.raises(ConfigError) as e:
+        images.load_images("digits", 1500, offset=500)
+    assert e.value.key == "cnn.n" and "1797" in e.value.message
+
+
+def test_mnist_through_tfds_mock():
+    with tfds.testing.mock_data(num_examples=30):
+        x, y = images.load_images("mnist", 20, offset=5, data_dir="/nonexistent")
+    assert x.shape == (20, 28, 28, 1) and 0.0 <= x.min() and x.max() <= 1.0
+    assert y.shape == (20,) and set(y) <= set(range(10))
+
+
+def test_mnist_missing_never_downloads(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        images.load_images("mnist", 10, data_dir=str(tmp_path))
+    assert e.value.key == "cnn.data_dir" and "download_and_prepare" in e.value.message
+    assert not any(tmp_path.rglob("*.tfrecord*"))
+
+
+@pytest.mark.parametrize("shape", [(12, 28, 28), (12, 28, 28, 1), (12, 784)])
+def test_npz_shapes(tmp_path, shape):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "d.npz"
+    np.savez(path, images=rng.integers(0, 256, size=shape), labels=rng.integers(0, 10, size=12))
+    x, y = images.load_images("npz", 10, path=str(path))
+    assert x.shape == (10, 28, 28, 1) and x.max() <= 1.0 and y.shape == (10,)
+
+
+def test_npz_bad_shape(tmp_path):
+    path = tmp_path / "d.npz"
+    np.savez(path, images=np.zeros((5, 20, 20)), labels=np.zeros(5))
+    with pytest.raises(ConfigError) as e:
+        images.load_images("npz", 5, path=str(path))
+    assert e.value.key == "cnn.path" and "(5, 20, 20, 1)" in e.value.message
+
+
+# --------------------------------------------------------------------------- network
+
+
+def test_post_architecture():
+    module = nets.build_network()
+    shapes = nets.param_shapes(module)
+    assert list(shapes) == [
+        "Conv_0_bias", "Conv_0_kernel", "Conv_1_bias", "Conv_1_kernel",
+        "Dense_0_bias", "Dense_0_kernel", "Dense_1_bias", "Dense_1_kernel",
+    ] or set(shapes) == {
+        "Conv_0_bias", "Conv_0_kernel", "Conv_1_bias", "Conv_1_kernel",
+        "Dense_0_bias", "Dense_0_kernel", "Dense_1_bias", "Dense_1_kernel",
+    }
+    assert shapes["Conv_0_kernel"] == (3, 3, 1, 32) and shapes["Dense_0_kernel"] == (3136, 256)
+    assert sum(math.prod(s) for s in shapes.values()) == 824_458
+
+
+def test_zero_weights_give_zero_logits():
+    module = nets.build_network([{"conv": 2, "kernel": 3}, "relu", {"avg_pool": 2}, "flatten", {"dense": 10}])
+    params = {k: np.zeros(s) for k, s in nets.param_shapes(module).items()}
+    logits = nets.apply_fn(module)(params, np.ones((3, 28, 28, 1)))
+    assert logits.shape == (3, 10) and np.all(np.asarray(logits) == 0)
+
+
+@pytest.mark.parametrize(
+    "layers, key, fragment",
+    [
+        ([{"convv": 3}], "cnn.layers[0]", "did you mean 'conv'"),
+        (["relu", "softmaxx"], "cnn.layers[1]", "unknown layer 'softmaxx'"),
+        ([{"dense": -1}], "cnn.layers[0]", "positive integer"),
+        ([{"conv": 4, "stride": 2}], "cnn.layers[0]", "stride"),
+    ],
+)
+def test_bad_layers(layers, key, fragment):
+    with pytest.raises(ConfigError) as e:
+        nets.build_network(layers)
+    assert e.value.key.startswith(key) and fragment in e.value.message
+
+
+# --------------------------------------------------------------------------- seed numbers
+
+
+@pytest.fixture(scope="module")
+def cnn():
+    return prepare("cnn", ["check_grad.enabled=false"])
+
+
+@pytest.mark.parametrize("backend", ["c", "numba", "jax"])
+def test_post_cnn_seed_numbers(cnn, backend):
+    """The post's CNN at the initial point (all weights 0), on every backend, to 1e-6."""
+    compiled = be.compile_backend(cnn.model, backend)
+    result = be.evaluate(cnn.model, compiled, cnn.point, repeats=1)
+    assert result["logp"] == pytest.approx(-759928.81029946, rel=1e-6)
+    first = [v.name for v in cnn.model.value_vars][0]
+    assert first.startswith("Conv_0")
+    assert np.all(np.asarray(result["dlogp"][first]) == 0.0)
+    assert len(result["logp_terms"]) == 9  # 8 weight priors and the labels
