@@ -49,7 +49,6 @@ argument and reuse what JAX compiled for it.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -89,7 +88,7 @@ SIZED: dict[str, dict[str, Any]] = {
     "max_pool": {},
 }
 KINDS = (*SIZED, "flatten", *ACTIVATIONS)
-SPATIAL = ("conv", "avg_pool", "max_pool")  # need (n, h, w, c) input: before flatten
+SPATIAL = ("conv", *POOLS)  # need (n, h, w, c) input: before flatten
 
 # One normalised layer: (kind, ((option, value), ...)) with the size under "size".
 Layer = tuple[str, tuple[tuple[str, Any], ...]]
@@ -128,40 +127,37 @@ def build_network(layers: list | None = None) -> Network:
         raise ConfigError("cnn.layers", f"expected a non-empty list of layers, got {layers!r}")
     parsed = tuple(_parse(layer, f"cnn.layers[{i}]") for i, layer in enumerate(layers))
     kinds = [kind for kind, _ in parsed]
-    if kinds.count("flatten") != 1:
-        raise ConfigError(
-            "cnn.layers", f"expected exactly one 'flatten' (images in, one vector per image out), got {kinds.count('flatten')}"
-        )
+    if "flatten" not in kinds:
+        raise ConfigError("cnn.layers", "no 'flatten': add one after the last conv or pool layer")
+    if kinds.count("flatten") > 1:
+        raise ConfigError("cnn.layers", f"'flatten' appears {kinds.count('flatten')} times; keep one")
     after = kinds.index("flatten")
     for i, kind in enumerate(kinds[after:], start=after):
         if kind in SPATIAL:
-            raise ConfigError(f"cnn.layers[{i}]", f"{kind} works on images; move it before 'flatten' (layer {after})")
+            message = f"{kind} works on images; move it before 'flatten' (layer {after})"
+            raise ConfigError(f"cnn.layers[{i}]", message)
     return Network(parsed)
 
 
-def param_shapes(module: nn.Module, input_shape: tuple[int, ...] = (1, 28, 28, 1)) -> dict[str, tuple[int, ...]]:
-    """Each parameter's flat name and shape, in layer order (kernel before bias).
+def param_shapes(module: Network, input_shape: tuple[int, ...] = (1, 28, 28, 1)) -> dict[str, tuple[int, ...]]:
+    """Each parameter's flat name and shape, in layer order, kernel before bias.
 
-    Computed with ``jax.eval_shape(module.init, ...)``: shapes only, no weights are made.
-    Raises :class:`~jaxpm.errors.ConfigError` if the layers shrink the image to nothing.
+    ``input_shape`` is ``(batch, height, width, channels)``. The shapes come from
+    ``jax.eval_shape(module.init, ...)``: no weights are made. (JAX returns them in sorted
+    key order, so the order is rebuilt from the layer list.) Raises
+    :class:`~jaxpm.errors.ConfigError` if a layer shrinks the image to nothing.
     """
+    _check_fits(module, tuple(input_shape))
     x = jax.ShapeDtypeStruct(tuple(input_shape), jnp.float32)
-    try:
-        variables = jax.eval_shape(module.init, jax.random.key(0), x)
-    except (TypeError, ValueError) as e:
-        raise ConfigError("cnn.layers", f"the layers do not fit images of shape {tuple(input_shape)[1:]}: {e}") from None
-    shapes = {"_".join(path): tuple(leaf.shape) for path, leaf in _flatten(variables["params"])}
-    for name, shape in shapes.items():
-        if math.prod(shape) == 0:
-            raise ConfigError(
-                "cnn.layers",
-                f"{name} has shape {shape}: the pools shrink images of shape {tuple(input_shape)[1:]} to nothing; "
-                "use fewer or smaller pools",
-            )
-    return shapes
+    variables = jax.eval_shape(module.init, jax.random.key(0), x)
+    return {
+        f"{layer}_{param}": tuple(variables["params"][layer][param].shape)
+        for layer in _layer_names(module)
+        for param in ("kernel", "bias")
+    }
 
 
-def apply_fn(module: nn.Module) -> Callable[[dict[str, jax.Array], jax.Array], jax.Array]:
+def apply_fn(module: Network) -> Callable[[dict[str, jax.Array], jax.Array], jax.Array]:
     """``f(flat_params, images) -> logits``, with ``flat_params`` keyed as :func:`param_shapes`.
 
     ``f`` splits each name at its last underscore (``Conv_0_kernel`` -> ``Conv_0`` /
@@ -176,15 +172,31 @@ def apply_fn(module: nn.Module) -> Callable[[dict[str, jax.Array], jax.Array], j
     return f
 
 
-def _flatten(tree: dict, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
-    """(path, leaf) pairs of a nested dict, in insertion order."""
-    pairs = []
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            pairs += _flatten(value, (*prefix, key))
-        else:
-            pairs.append(((*prefix, key), value))
-    return pairs
+def _check_fits(module: Network, input_shape: tuple[int, ...]) -> None:
+    """Follow the image's height and width through the layers; none may reach zero."""
+    height, width = input_shape[1:3]
+    for i, (kind, options) in enumerate(module.layers):
+        opt = dict(options)
+        if kind == "conv" and opt["padding"] == "VALID":
+            height, width = height - opt["kernel"][0] + 1, width - opt["kernel"][1] + 1
+        elif kind in POOLS:
+            height, width = height // opt["size"][0], width // opt["size"][1]
+        if height < 1 or width < 1:
+            raise ConfigError(
+                f"cnn.layers[{i}]",
+                f"{kind} shrinks images of shape {input_shape[1:]} to nothing; use fewer or smaller pools or kernels",
+            )
+
+
+def _layer_names(module: Network) -> list[str]:
+    """Flax's automatic names of the layers with parameters: Conv_0, Conv_1, Dense_0, ..."""
+    counts = {"conv": 0, "dense": 0}
+    names = []
+    for kind, _ in module.layers:
+        if kind in counts:
+            names.append(f"{kind.capitalize()}_{counts[kind]}")
+            counts[kind] += 1
+    return names
 
 
 def _parse(layer: Any, key: str) -> Layer:

@@ -243,6 +243,14 @@ class JaxOp(Op):
             self._derived[key] = op
         return self._derived[key]
 
+    def fused_ops(self) -> tuple["_VJPForward", "_VJPBackward"]:
+        """For a VJP op: the (forward-with-pullback, backward) pair that replaces it and its
+        primal on the C backend; made once, so JAX compiles them once."""
+        if "fused" not in self._derived:
+            fwd = _VJPForward(self)
+            self._derived["fused"] = (fwd, _VJPBackward(fwd))
+        return self._derived["fused"]
+
     def jacobian_op(self) -> "JaxOp":
         """The Op computing (*outputs, *jacobians) in one forward-mode pass.
 
@@ -347,15 +355,18 @@ class _VJPForward(Op):
         self.vjp_op = vjp_op
         primal = vjp_op.primal
         diff = [i for i, t in enumerate(primal.input_types) if _is_float(t)]
-        connected = vjp_op.connected
-        f = primal.flat_fn
+        self.float_out = [k for k, t in enumerate(primal.output_types) if _is_float(t)]
+        self.connected = vjp_op.connected
+        f, float_out = primal.flat_fn, self.float_out
 
         def forward(*xs):
-            ys, pullback = jax.vjp(lambda *d: f(*_insert(xs, diff, d)), *[xs[i] for i in diff])
+            def g(*d):  # differentiate the float outputs; carry the others (flags, counts) as aux
+                ys = f(*_insert(xs, diff, d))
+                return tuple(ys[k] for k in float_out), ys
+
+            _, pullback, ys = jax.vjp(g, *[xs[i] for i in diff], has_aux=True)
             return ys, pullback
 
-        self.connected = connected
-        self.out_dtypes = [t.dtype for t in primal.output_types]
         self.jitted = jax.jit(forward)
         self.name = f"vjp_forward({primal.name})"
 
@@ -378,13 +389,13 @@ class _VJPBackward(Op):
 
     def __init__(self, fwd: _VJPForward):
         self.fwd = fwd
-        connected, dtypes = fwd.connected, fwd.out_dtypes
+        types = fwd.vjp_op.primal.output_types
 
         def backward(pullback, *gs):
             it = iter(gs)
             cts = tuple(
-                jnp.asarray(next(it), dtype=d) if c else jnp.zeros(s.shape, d)
-                for c, d, s in zip(connected, dtypes, _shape_structs(fwd))
+                jnp.asarray(next(it), dtype=types[k].dtype) if fwd.connected[k] else jnp.zeros(types[k].shape, types[k].dtype)
+                for k in fwd.float_out
             )
             return pullback(cts)
 
@@ -403,10 +414,6 @@ class _VJPBackward(Op):
         if any(None in s for s in shapes):
             raise ShapeError(f"{self.name}: output shape unknown until run")
         return shapes
-
-
-def _shape_structs(fwd: _VJPForward):
-    return [jax.ShapeDtypeStruct(t.shape, t.dtype) for t in fwd.vjp_op.primal.output_types]
 
 
 class _FuseWithDerived(GraphRewriter):
@@ -438,9 +445,9 @@ class _FuseWithDerived(GraphRewriter):
                     reason="fuse_forward_and_jacobian",
                 )
             else:
-                fwd = _VJPForward(dnode.op)
+                fwd, bwd = dnode.op.fused_ops()
                 fwd_outs = fwd(*xs, return_list=True)
-                grads = _VJPBackward(fwd)(fwd_outs[-1], *dnode.inputs[n_in:], return_list=True)
+                grads = bwd(fwd_outs[-1], *dnode.inputs[n_in:], return_list=True)
                 fgraph.replace_all(
                     list(zip(pnode.outputs, fwd_outs[:-1])) + list(zip(dnode.outputs, grads)),
                     reason="fuse_forward_and_vjp",

@@ -58,7 +58,7 @@ def test_npz_bad_shape(tmp_path):
     np.savez(path, images=np.zeros((5, 20, 20)), labels=np.zeros(5))
     with pytest.raises(ConfigError) as e:
         images.load_images("npz", 5, path=str(path))
-    assert e.value.key == "cnn.path" and "(5, 20, 20, 1)" in e.value.message
+    assert e.value.key == "cnn.path" and "(5, 20, 20)" in e.value.message
 
 
 # --------------------------------------------------------------------------- network
