@@ -236,6 +236,45 @@ def _show_sampling(s: dict) -> None:
     out.print(table)
 
 
+@app.command()
+def bench(
+    configs: ConfigsArg = None,
+    set_: SetOpt = None,
+    backend: BackendOpt = None,
+    out_dir: OutOpt = None,
+    repeats: Annotated[Optional[int], typer.Option("--repeats", min=1, help="Timed calls per implementation after warm-up (default: enough for ~0.5 s each).")] = None,
+    sample: Annotated[bool, typer.Option("--sample", help="Also time each NUTS sampler (wall time, ESS/s).")] = False,
+    sampler: Annotated[Optional[list[str]], typer.Option("--sampler", help="With --sample: nutpie, pymc, numpyro or blackjax (repeatable; default: all four).")] = None,
+    draws: Annotated[int, typer.Option("--draws", min=1, help="With --sample: draws per chain.")] = 500,
+    tune: Annotated[int, typer.Option("--tune", min=0, help="With --sample: tuning steps per chain.")] = 500,
+    chains: Annotated[int, typer.Option("--chains", min=1, help="With --sample: chains.")] = 2,
+    json_out: JsonOpt = False,
+    debug: DebugOpt = False,
+):
+    """logp+dlogp per evaluation through jax_op on each backend, pytensor.wrap_jax and pure
+    JAX, as ratios to the best pure-JAX figure; with --sample, each sampler's ESS/s."""
+    from jaxpm import bench as bench_mod
+    from jaxpm import runner
+
+    def go():
+        options = None
+        if sample:
+            options = bench_mod.SampleOptions(bench_mod.check_samplers(sampler), draws, tune, chains)
+        result = bench_mod.bench(
+            _configs(configs),
+            runner.overrides_from(set_, backend, out_dir),
+            repeats=repeats,
+            sample=options,
+            progress=_progress(json_out),
+            on_result=None if json_out else (lambda entry: bench_mod.show(entry, out)),
+        )
+        if json_out:
+            _print_json(result)
+        return 0 if result["ok"] else 1
+
+    raise typer.Exit(_guard(go, debug))
+
+
 def main():  # pragma: no cover - console script entry
     app()
 

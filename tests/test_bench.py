@@ -1,0 +1,245 @@
+"""``jaxpm bench``: the implementations it times, what its JSON and run folder hold, its
+exit statuses. Nothing here asserts anything about time beyond "positive": timings are
+noisy, and SPEC.md keeps performance out of timed tests.
+
+Small on purpose: ``exp`` and ``ode`` (never the CNN), ``--repeats 3``, the C and JAX
+backends (Numba goes through the same ``compile_backend`` path), and one tiny nutpie run.
+Each ``jaxpm bench`` invocation runs once per module in a fixture.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import jaxpm  # noqa: F401  (float64 JAX before anything is traced)
+from jaxpm import bench as bench_mod
+from jaxpm.cli import app
+
+HERE = Path(__file__).parent
+CONFIGS = HERE / "configs"
+PLUGINS = CONFIGS / "plugins"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def invoke(*args):
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        import traceback
+
+        raise AssertionError("".join(traceback.format_exception(*result.exc_info)))
+    return result
+
+
+def invoke_json(*args, code: int = 0) -> dict:
+    result = invoke(*args, "--json")
+    assert result.exit_code == code, result.stderr[-3000:]
+    return json.loads(result.stdout)  # nothing but the JSON on stdout
+
+
+def rows(entry: dict, kind: str | None = None) -> list[dict]:
+    return [r for r in entry["implementations"] if kind is None or r["kind"] == kind]
+
+
+@pytest.fixture(scope="module")
+def bench_run(tmp_path_factory):
+    """``jaxpm bench exp ode --repeats 3 --backend c --backend jax --json`` once."""
+    out = tmp_path_factory.mktemp("bench")
+    result = invoke_json("bench", "exp", "ode", "--repeats", "3", "--backend", "c", "--backend", "jax", "--out", out)
+    return out, result
+
+
+@pytest.fixture(scope="module")
+def experiments(bench_run):
+    return {e["name"]: e for e in bench_run[1]["experiments"]}
+
+
+# ------------------------------------------------------------------------- the figures
+
+
+def test_every_implementation_is_timed_and_agrees(experiments):
+    assert list(experiments) == ["exp", "ode"]
+    for name, e in experiments.items():
+        assert e["ok"] is True and e["status"] == "finished", name
+        jax_op = {r["backend"]: r for r in rows(e, "jax_op")}
+        assert list(jax_op) == ["c", "jax"], name
+        pure = {r["mode"]: r for r in rows(e, "pure_jax")}
+        assert "reverse" in pure, name
+        timed = [r for r in rows(e) if r["error"] is None]
+        for r in [*jax_op.values(), *pure.values()]:
+            assert r["error"] is None, (name, r)
+        for r in timed:
+            where = (name, r["implementation"], r["backend"])
+            assert r["seconds_per_eval"] > 0 and r["first_call_seconds"] > 0, where
+            assert r["us_per_eval"] == pytest.approx(r["seconds_per_eval"] * 1e6), where
+            assert r["calls"] == 3, where
+            assert r["agrees"] is True, where
+            assert r["logp_rel_err"] <= 1e-8 and r["dlogp_rel_err"] <= 1e-8, where
+        # the C backend is the reference, and itself
+        assert jax_op["c"]["logp_rel_err"] == 0.0 and jax_op["c"]["dlogp_rel_err"] == 0.0
+
+
+def test_ratios_are_to_the_best_pure_jax_figure(experiments):
+    for name, e in experiments.items():
+        pure = [r["seconds_per_eval"] for r in rows(e, "pure_jax") if r["error"] is None]
+        best = min(pure)
+        assert e["best_pure_jax_seconds"] == pytest.approx(best), name
+        for r in rows(e):
+            if r["error"] is None:
+                assert r["ratio_to_best_pure_jax"] == pytest.approx(r["seconds_per_eval"] / best), (name, r)
+            else:
+                assert r["ratio_to_best_pure_jax"] is None
+        assert min(r["ratio_to_best_pure_jax"] for r in rows(e, "pure_jax")) == pytest.approx(1.0)
+
+
+def test_seed_logp_is_what_every_implementation_computes(experiments):
+    """SPEC.md's seed numbers: logp at the initial point (sum of the printed terms)."""
+    expected = {"exp": 3 * -0.91893853 + (-0.91893853 - 2 * 1.41893853), "ode": -5.89814152}
+    for name, e in experiments.items():
+        for r in rows(e):
+            if r["error"] is None:
+                assert r["logp"] == pytest.approx(expected[name], rel=1e-6), (name, r["implementation"])
+
+
+def test_wrap_jax_rows(experiments):
+    exp_rows = {r["backend"]: r for r in rows(experiments["exp"], "wrap_jax")}
+    assert list(exp_rows) == ["c", "jax"]
+    for r in exp_rows.values():
+        assert r["implementation"] == "pytensor.wrap_jax"
+        assert r["error"] is None and r["agrees"] is True and r["seconds_per_eval"] > 0
+    ode_rows = rows(experiments["ode"], "wrap_jax")
+    assert ode_rows, "the ode table must say how wrap_jax fares, n/a included"
+    for r in ode_rows:
+        # wrap_jax cannot differentiate the ODE's solve (a bool output, a forward-mode
+        # solve): then the row is n/a and says why; if it ever can, it must agree
+        assert (r["error"] is None and r["agrees"] is True) or (isinstance(r["error"], str) and r["error"]), r
+        if r["error"]:
+            assert r["seconds_per_eval"] is None and r["agrees"] is None
+
+
+def test_forward_mode_row_only_where_the_model_has_forward_ops(experiments):
+    ode = {r["mode"]: r for r in rows(experiments["ode"], "pure_jax")}
+    assert set(ode) == {"reverse", "forward"}
+    assert ode["forward"]["implementation"] == "pure JAX value + jacfwd"
+    assert ode["forward"]["agrees"] is True and ode["forward"]["seconds_per_eval"] > 0
+    exp = {r["mode"] for r in rows(experiments["exp"], "pure_jax")}
+    assert exp == {"reverse"}  # exp's op is reverse mode: no forward-mode figure
+
+
+# ------------------------------------------------------------------------- the run folder
+
+
+def test_run_folder_holds_bench_json_and_chart(bench_run, experiments):
+    out, result = bench_run
+    for name, e in experiments.items():
+        run_dir = Path(e["run_dir"])
+        assert run_dir.parent == out / f"{name}-bench"
+        assert sorted(p.name for p in run_dir.iterdir()) == ["bench.json", "bench.png"]  # no temporary files
+        assert e["files"] == ["bench.json", "bench.png"]
+        assert (run_dir / "bench.png").read_bytes()[:8] == PNG_MAGIC
+        saved = json.loads((run_dir / "bench.json").read_text())
+        # bench.json: everything the JSON says, plus machine, versions and the resolved spec
+        assert {k: v for k, v in saved.items() if k in e} == e
+        assert {"processor", "cpu_count", "machine"} <= set(saved["machine"])
+        assert saved["machine"]["cpu_count"] >= 1
+        assert {"pymc", "pytensor", "jax", "jaxpm"} <= set(saved["versions"])
+        assert saved["spec"]["name"] == name
+    assert {"processor", "cpu_count"} <= set(result["machine"])
+    assert result["ok"] is True
+
+
+# ------------------------------------------------------------------------- table, sampling
+
+
+@pytest.fixture(scope="module")
+def sampled(tmp_path_factory):
+    """``jaxpm bench exp --sample --sampler nutpie`` with tiny draws, as a table."""
+    out = tmp_path_factory.mktemp("bench-sample")
+    result = invoke(
+        "bench", "exp", "--backend", "jax", "--repeats", "3", "--out", out,
+        "--sample", "--sampler", "nutpie", "--draws", "50", "--tune", "50", "--chains", "2",
+    )
+    assert result.exit_code == 0, result.stderr[-3000:]
+    (run_dir,) = (out / "exp-bench").iterdir()
+    return result, run_dir, json.loads((run_dir / "bench.json").read_text())
+
+
+def test_table_output(sampled):
+    result, run_dir, _ = sampled
+    text = result.stdout
+    for word in ("jax_op", "pytensor.wrap_jax", "pure JAX value_and_grad", "✓", "nutpie"):
+        assert word in text, word
+    assert str(run_dir) in "".join(text.split())  # the path, however the console wrapped it
+
+
+def test_sampling_figures(sampled):
+    _, run_dir, info = sampled
+    s = info["sampling"]
+    assert list(s) == ["nutpie"]
+    n = s["nutpie"]
+    assert n["ok"] is True, n.get("message")
+    assert (n["draws"], n["tune"], n["chains"]) == (50, 50, 2)
+    assert n["wall_seconds"] > 0 and n["min_ess_bulk"] > 0
+    assert n["ess_per_second"] == pytest.approx(n["min_ess_bulk"] / n["wall_seconds"])
+    assert (run_dir / "samples" / "nutpie" / "posterior.nc").is_file()
+    assert "samples/nutpie/posterior.nc" in info["files"]
+    assert set(info["files"]) == {
+        str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if p.is_file()
+    }
+
+
+# ------------------------------------------------------------------------- exit statuses
+
+
+def test_bad_input_exits_2_without_a_run_folder(tmp_path):
+    result = invoke("bench", "no-such-config", "--out", tmp_path)
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: no-such-config:") and len(result.stderr.strip().splitlines()) == 1
+    result = invoke("bench", "exp", "--sample", "--sampler", "nuts-please", "--out", tmp_path)
+    assert result.exit_code == 2
+    assert "error: --sampler: unknown sampler 'nuts-please'" in result.stderr
+    result = invoke("bench", "exp", "--set", "evaluate.backends=[cee]", "--out", tmp_path)
+    assert result.exit_code == 2 and "evaluate.backends" in result.stderr
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_disagreeing_implementation_exits_1(tmp_path, monkeypatch):
+    """An Op whose JAX dispatch computes 3x where its ``perform`` computes 2x."""
+    monkeypatch.syspath_prepend(str(PLUGINS))
+    out = invoke_json(
+        "bench", CONFIGS / "mismatched_op.yaml", "--backend", "c", "--backend", "jax", "--repeats", "3",
+        "--out", tmp_path, code=1,
+    )
+    (e,) = out["experiments"]
+    assert e["ok"] is False
+    by = {(r["kind"], r["backend"]): r for r in e["implementations"]}
+    assert by[("jax_op", "c")]["agrees"] is True
+    assert by[("jax_op", "jax")]["agrees"] is False
+    assert "jax_op (jax)" in e["disagreements"]
+    # no ctx.apply in this plugin: nothing for wrap_jax to replace
+    assert "nothing for wrap_jax to wrap" in by[("wrap_jax", "all")]["error"]
+
+
+# ------------------------------------------------------------------------- the patches
+
+
+def test_patches_are_undone_even_after_an_error():
+    from pytensor.link.jax.dispatch import jax_funcify
+
+    from jaxpm.model import Context
+    from jaxpm.ops import JaxOp
+
+    apply, dispatch = Context.apply, jax_funcify.dispatch(JaxOp)
+    with pytest.raises(RuntimeError):
+        with bench_mod.wrap_jax_apply():
+            assert Context.apply is not apply
+            raise RuntimeError
+    with pytest.raises(RuntimeError):
+        with bench_mod.raw_jax_funcify():
+            assert jax_funcify.dispatch(JaxOp) is not dispatch
+            raise RuntimeError
+    assert Context.apply is apply
+    assert jax_funcify.dispatch(JaxOp) is dispatch
