@@ -8,13 +8,14 @@ NUTS compiles it (``model.logp_dlogp_function(ravel_inputs=True, mode=...)``, th
 backend (mode ``FAST_RUN``) and the JAX backend (mode ``JAX``). The references are the same
 log density written directly in JAX on the same unconstrained (raveled) parameters,
 Jacobian terms of the log transforms included, jitted as ``value_and_grad`` (reverse) and
-as value + ``jacfwd`` (forward, ``diffrax.ForwardMode``).
+as value + ``jacfwd`` (forward, ``diffrax.ForwardMode``); for the ODEs a third, tuned
+reference (forward mode through the solve only) is shown for information.
 
 Each row: first call (compile + run) and a check that logp and dlogp agree with the
 reverse pure-JAX reference to 1e-8 relative; then all rows of a model are timed in a few
 round-robin rounds (warm-up, ``gc.collect()``, a loop of timed calls), and the median of
-all timed calls is reported. This is a benchmark, not a test: nothing is asserted about time; the targets at
-the end are printed as pass/miss. See benchmarks/README.md.
+all timed calls is reported. This is a benchmark, not a test: nothing is asserted about
+time; the targets at the end are printed as pass/miss. See benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -651,7 +652,7 @@ class Target:
 
 
 def _pick(rows, kind=None, backend=None, implementation=None) -> Row | None:
-    """The fastest matching row (failed rows count as infinitely slow)."""
+    """The fastest matching row; failed rows and rows with wrong numbers count as infinitely slow."""
     found = [
         r
         for r in rows
@@ -659,7 +660,7 @@ def _pick(rows, kind=None, backend=None, implementation=None) -> Row | None:
         and (backend is None or r.backend == backend)
         and (implementation is None or r.implementation == implementation)
     ]
-    return min(found, key=lambda r: r.median if r.error is None else float("inf"), default=None)
+    return min(found, key=lambda r: r.median if r.ok else float("inf"), default=None)
 
 
 def _ratio(a: Row | None, b: Row | None) -> tuple[float, bool]:
@@ -743,7 +744,8 @@ def targets_table(targets: list[Target]) -> Table:
     colours = {"pass": "green", "miss": "red", "n/a": "yellow", "info": "blue"}
     for t in targets:
         goal = "-" if t.limit is None else f"{'≥' if t.higher_is_better else '≤'} {t.limit:g}×"
-        table.add_row(t.model, t.description, f"{t.value:.2f}×", goal, f"[{colours[t.status]}]{t.status}[/]")
+        value = f"{t.value:.2f}×" if np.isfinite(t.value) else "-"
+        table.add_row(t.model, t.description, value, goal, f"[{colours[t.status]}]{t.status}[/]")
     return table
 
 

@@ -20,10 +20,11 @@ How it is built, and why:
   (PyTensor merges the nodes), and a model rebuilt later reuses the functions JAX already
   compiled: jitting happens once per wrapped function and signature, not per model build.
 * Gradients, ``grad="reverse"`` (default): the gradient node is another ``JaxOp`` around
-  ``jax.vjp``. So grad-of-grad works by recursion. On the C backend a graph rewrite
-  (:func:`fuse_forward_and_vjp`) replaces "forward node + VJP node" by one node that runs
-  ``jax.vjp`` once and hands its pullback (residuals still in JAX memory) to the backward
-  node, so the forward pass is not computed twice.
+  ``jax.vjp``, so grad-of-grad works by recursion. Only inputs that can vary are
+  differentiated (not constants such as a CNN's images). With ``fuse_vjp=True`` a graph
+  rewrite (:data:`fuse_forward_and_vjp`) makes the forward node's ``jax.vjp`` pullback feed
+  the backward node instead of recomputing the forward pass; measured slower on a CPU in
+  every case tried, so it is opt-in.
 * ``grad="forward"``: the gradient node computes the value *and* the Jacobian in one
   ``jax.jacfwd`` call; the gradient is a cheap contraction with the output gradient.
   :func:`fuse_forward_and_jacobian` makes the plain forward node reuse that call's value.
@@ -50,7 +51,7 @@ import numpy as np
 import pytensor.tensor as pt
 from pytensor.compile import optdb
 from pytensor.gradient import DisconnectedType, grad_not_implemented
-from pytensor.graph import Apply, Op, Variable
+from pytensor.graph import Apply, Constant, Op, Variable
 from pytensor.graph.rewriting.basic import GraphRewriter
 from pytensor.graph.type import Type
 from pytensor.link.jax.dispatch import jax_funcify
@@ -91,7 +92,7 @@ class JaxOp(Op):
         name: str,
         grad: GradMode = "reverse",
         out_dims: Sequence[tuple] | None = None,
-        fuse_vjp: bool = True,
+        fuse_vjp: bool = False,
     ):
         self.flat_fn = flat_fn
         self.input_types = tuple(input_types)
@@ -186,24 +187,27 @@ class JaxOp(Op):
             not isinstance(g.type, DisconnectedType) and _is_float(o.type)
             for o, g in zip(outputs, output_grads)
         )
-        if self.grad_mode is None or not any(connected):
-            if self.grad_mode is None:
-                return [grad_not_implemented(self, i, x, f"{self.name} was wrapped with grad=None") for i, x in enumerate(inputs)]
+        if self.grad_mode is None:
+            return [grad_not_implemented(self, i, x, f"{self.name} was wrapped with grad=None") for i, x in enumerate(inputs)]
+        # Differentiate only float inputs that can vary: a constant (the CNN's 1000 images)
+        # would cost a gradient nobody reads.
+        wrt = tuple(i for i, x in enumerate(inputs) if _is_float(x.type) and not isinstance(x, Constant))
+        if not any(connected) or not wrt:
             return [pt.zeros_like(x, dtype=_grad_dtype(x)) for x in inputs]
+        result = [pt.zeros_like(x) if _is_float(x.type) else _disconnected(x) for x in inputs]
         gs = [g for g, c in zip(output_grads, connected) if c]
         if self.grad_mode == "reverse":
-            grads = self.vjp_op(connected)(*inputs, *gs, return_list=True)
-            it = iter(grads)
-            return [next(it) if _is_float(x.type) else _disconnected(x) for x in inputs]
+            grads = self.vjp_op(connected, wrt)(*inputs, *gs, return_list=True)
+            for i, g in zip(wrt, grads):
+                result[i] = g
+            return result
         # forward mode: value and Jacobian in one call, gradient = contraction
-        valjac = self.jacobian_op()(*inputs, return_list=True)
+        valjac = self.jacobian_op(wrt)(*inputs, return_list=True)
         jacs = valjac[len(outputs):]
-        diff_inputs = [i for i, x in enumerate(inputs) if _is_float(x.type)]
+        diff_inputs = list(wrt)
         float_out = [k for k, o in enumerate(outputs) if _is_float(o.type)]
-        result = []
         for i, x in enumerate(inputs):
             if i not in diff_inputs:
-                result.append(_disconnected(x))
                 continue
             j = diff_inputs.index(i)
             total = None
@@ -215,15 +219,16 @@ class JaxOp(Op):
                 # would become BLAS calls whose overhead dominates at ODE sizes
                 term = (pt.shape_padright(g, x.ndim) * jac).sum(axis=tuple(range(out.ndim)), dtype=x.dtype, acc_dtype=x.dtype)
                 total = term if total is None else total + term
-            result.append(total.astype(x.dtype))
+            result[i] = total.astype(x.dtype)
         return result
 
-    def vjp_op(self, connected: tuple[bool, ...]) -> "JaxOp":
-        """The Op computing input cotangents from (inputs, cotangents of connected outputs)."""
-        key = ("vjp", connected)
+    def vjp_op(self, connected: tuple[bool, ...], wrt: tuple[int, ...]) -> "JaxOp":
+        """The Op computing the cotangents of inputs ``wrt`` from (inputs, cotangents of
+        the connected outputs)."""
+        key = ("vjp", connected, wrt)
         if key not in self._derived:
             f, n_in = self.flat_fn, len(self.input_types)
-            diff = [i for i, t in enumerate(self.input_types) if _is_float(t)]
+            diff = list(wrt)
             out_dtypes = [t.dtype for t, c in zip(self.output_types, connected) if c]
 
             def vjp_fn(*args):
@@ -239,7 +244,7 @@ class JaxOp(Op):
                 grad="reverse",
                 out_dims=[tuple((i, a) if s is None else s for a, s in enumerate(self.input_types[i].shape)) for i in diff],
             )
-            op.primal, op.role, op.connected = self, "vjp", connected
+            op.primal, op.role, op.connected, op.wrt = self, "vjp", connected, wrt
             self._derived[key] = op
         return self._derived[key]
 
@@ -251,15 +256,16 @@ class JaxOp(Op):
             self._derived["fused"] = (fwd, _VJPBackward(fwd))
         return self._derived["fused"]
 
-    def jacobian_op(self) -> "JaxOp":
+    def jacobian_op(self, wrt: tuple[int, ...]) -> "JaxOp":
         """The Op computing (*outputs, *jacobians) in one forward-mode pass.
 
         Jacobians are ordered output-major: d out_k / d in_j for each float output k and
-        each float input j (integer and boolean outputs have no Jacobian).
+        each input j in ``wrt`` (integer and boolean outputs have no Jacobian).
         """
-        if "jac" not in self._derived:
+        key = ("jac", wrt)
+        if key not in self._derived:
             f = self.flat_fn
-            diff = [i for i, t in enumerate(self.input_types) if _is_float(t)]
+            diff = list(wrt)
             float_out = [k for k, t in enumerate(self.output_types) if _is_float(t)]
 
             def valjac_fn(*xs):
@@ -283,8 +289,8 @@ class JaxOp(Op):
                 out_dims=(list(self.out_dims) + jac_dims) if self.out_dims else None,
             )
             op.primal, op.role = self, "jacobian"
-            self._derived["jac"] = op
-        return self._derived["jac"]
+            self._derived[key] = op
+        return self._derived[key]
 
     # --- JAX backend -------------------------------------------------------------------
 
@@ -354,7 +360,7 @@ class _VJPForward(Op):
     def __init__(self, vjp_op: JaxOp):
         self.vjp_op = vjp_op
         primal = vjp_op.primal
-        diff = [i for i, t in enumerate(primal.input_types) if _is_float(t)]
+        diff = list(vjp_op.wrt)
         self.float_out = [k for k, t in enumerate(primal.output_types) if _is_float(t)]
         self.connected = vjp_op.connected
         f, float_out = primal.flat_fn, self.float_out
@@ -483,7 +489,7 @@ class JaxFunction:
     and rebuilds the output pytree from the Op's outputs.
     """
 
-    def __init__(self, fn: Callable, *, grad: GradMode = "reverse", name: str | None = None, fuse_vjp: bool = True):
+    def __init__(self, fn: Callable, *, grad: GradMode = "reverse", name: str | None = None, fuse_vjp: bool = False):
         if grad not in ("reverse", "forward", None):
             raise ValueError(f"grad must be 'reverse', 'forward' or None, got {grad!r}")
         self.fn = fn
@@ -580,7 +586,7 @@ class JaxFunction:
         return op, out_info["treedef"]
 
 
-def jax_op(fn: Callable | None = None, *, grad: GradMode = "reverse", name: str | None = None, fuse_vjp: bool = True):
+def jax_op(fn: Callable | None = None, *, grad: GradMode = "reverse", name: str | None = None, fuse_vjp: bool = False):
     """Wrap a jittable JAX function so that it takes and returns PyTensor variables.
 
     Usable as ``jax_op(fn)``, ``@jax_op`` or ``@jax_op(grad="forward")``.
@@ -593,11 +599,13 @@ def jax_op(fn: Callable | None = None, *, grad: GradMode = "reverse", name: str 
             forward-mode Jacobian in one JAX call; best when the differentiable inputs are
             few and the outputs many, e.g. ODE solutions), or ``None`` (not differentiable).
         name: how the Op is shown in graphs and errors (default: ``fn.__name__``).
-        fuse_vjp: in reverse mode on the C backend, compute the forward pass once and keep
-            its residuals for the backward pass (default). Turn it off when the residuals
-            cost more than recomputing the forward pass: a diffrax solve with
-            ``RecursiveCheckpointAdjoint`` saves ``max_steps``-sized checkpoint buffers,
-            which made the fused path 2x slower than recomputing (measured: 446 vs 219 µs).
+        fuse_vjp: in reverse mode on the C backend, compute the forward pass once and hand
+            its pullback (residuals kept in JAX memory) to the backward node, instead of
+            recomputing the forward pass inside the VJP. Off by default: on a CPU, carrying
+            the pullback across two jitted calls measured slower than recomputing in every
+            case tried (post ODE 790 vs 407 µs, a 4-parameter ODE 1.65 vs 1.21 ms, the
+            post's CNN 5.2 vs 4.3 s per logp+dlogp); it may pay where the forward pass
+            dominates and its residuals are small.
     """
     if fn is None:
         return functools.partial(jax_op, grad=grad, name=name, fuse_vjp=fuse_vjp)

@@ -604,13 +604,35 @@ def test_forward_mode_c_graph_has_a_single_jax_call(compiled):
     assert isinstance(node.op, JaxOp) and node.op.name == "value_and_jacobian(solve_forward)"
 
 
-def test_reverse_mode_c_graph_uses_fused_vjp(compiled):
+def test_reverse_mode_c_graph_recomputes_by_default(compiled):
+    """fuse_vjp is opt-in: by default the graph keeps the primal and its VJP node."""
     f, _ = compiled("ode_reverse", "c")
+    assert sorted(n.op.name for n in _jax_nodes(f)) == ["solve_reverse", "vjp(solve_reverse)"]
+
+
+def test_fuse_vjp_true_uses_one_forward_pass():
+    wrapped = jax_op(lambda x: jnp.sin(x) * jnp.ones((2, 1)), name="sin_fused", fuse_vjp=True)
+    x = pt.dvector("x", shape=(3,))
+    y = wrapped(x)
+    f = _fn([x], [y, pt.grad((y**2).sum(), x)])
     names = sorted(type(n.op).__name__ for n in _jax_nodes(f))
     assert names == ["_VJPBackward", "_VJPForward"]
     assert not any(isinstance(n.op, JaxOp) for n in _nodes(f))  # no separate primal or vjp node
-    fwd = next(n for n in _nodes(f) if type(n.op).__name__ == "_VJPForward")
-    assert "solve_reverse" in fwd.op.name
+    xv = np.array([0.1, 0.2, 0.3])
+    val, g = f(xv)
+    np.testing.assert_allclose(val, np.broadcast_to(np.sin(xv), (2, 3)))
+    np.testing.assert_allclose(g, 2 * 2 * np.sin(xv) * np.cos(xv))
+
+
+def test_constant_inputs_are_not_differentiated():
+    """A constant input (data) gets no cotangent: the VJP op differentiates x only."""
+    wrapped = jax_op(lambda x, data: jnp.sum(x * data), name="dot_data")
+    x = pt.dvector("x", shape=(3,))
+    y = wrapped(x, np.arange(3.0))
+    g = pt.grad(y, x)
+    vjp_nodes = [n for n in _nodes(_fn([x], g)) if isinstance(n.op, JaxOp) and n.op.role == "vjp"]
+    assert len(vjp_nodes) == 1 and len(vjp_nodes[0].outputs) == 1
+    np.testing.assert_allclose(_fn([x], g)(np.ones(3)), np.arange(3.0))
 
 
 def test_reverse_mode_numba_graph_keeps_primal_and_vjp(compiled):

@@ -79,7 +79,7 @@ def solve(y0, args, *, vector_field, solver, t0, t1, ts, dt0, rtol, atol, max_st
 # (vector field, solver settings, input types) once per process.
 _SOLVERS = {
     "forward": jax_op(solve, grad="forward", name="ode_solve"),
-    "adjoint": jax_op(solve, name="ode_solve", fuse_vjp=False),
+    "adjoint": jax_op(solve, name="ode_solve"),
     "backsolve": jax_op(solve, name="ode_solve"),
 }
 
