@@ -1,0 +1,274 @@
+"""Sampling and the run folder it leaves (jaxpm.sampling through jaxpm.runner.run).
+
+Short runs (2 chains, 150 tuning steps + 150 draws) of the post's exp and ode configs on
+every NUTS sampler; each (config, sampler) run happens once per module and is shared.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jaxpm.runner import run
+
+HERE = Path(__file__).parent
+FAILING = HERE / "configs" / "failing_solver.yaml"
+SAMPLERS = ["nutpie", "pymc", "numpyro", "blackjax"]
+SHORT = ["sample.draws=150", "sample.tune=150", "sample.chains=2"]
+SAMPLING_KEYS = {
+    "sampler", "draws", "tune", "chains", "cores", "target_accept", "seed", "ok", "wall_seconds",
+    "sampling_seconds", "divergences", "max_r_hat", "min_ess_bulk", "min_ess_tail", "ess_per_second",
+    "usable_draws", "files",
+}
+
+
+@pytest.fixture(scope="module")
+def out_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("runs")
+
+
+@pytest.fixture(scope="module")
+def runs(out_dir):
+    """``runs(config, *overrides)``: a finished run, made once per module."""
+
+    @cache
+    def go(config, *overrides):
+        base = [f"output.dir={out_dir}", "evaluate.backends=[c]", "check_grad.enabled=false", "sample.enabled=true"]
+        return run(str(config), [*base, *overrides])
+
+    return go
+
+
+def _posterior(result):
+    import arviz as az
+
+    return az.from_netcdf(result.run_dir / "posterior.nc")
+
+
+def _exact_exp_posterior_means(observed=(1.0, 2.0, 0.0)):
+    """x_i ~ N(0, 1), z_i ~ N(exp(x_i), 1): each x_i's posterior mean by quadrature."""
+    grid = np.linspace(-8, 4, 200_001)
+    means = []
+    for z in observed:
+        logp = -0.5 * grid**2 - 0.5 * (z - np.exp(grid)) ** 2
+        w = np.exp(logp - logp.max())
+        means.append(float((grid * w).sum() / w.sum()))
+    return np.array(means)
+
+
+# ------------------------------------------------------------------ where the posterior lands
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_ode_posterior(runs, sampler):
+    result = runs("ode", f"sample.sampler={sampler}", *SHORT)
+    s = result.info["sampling"]
+    assert result.info["status"] == "finished"
+    assert s["ok"] is True and s["sampler"] == sampler
+    y0 = _posterior(result).posterior["y0"].values
+    assert np.isfinite(y0).all()
+    # the data [1, 0.367, 0.135, 0.049] are exp(-t): y0 = 1
+    assert abs(y0.mean() - 1.0) < 3 * y0.std() + 0.1
+    assert s["failed_solves_in_draws"] == 0 and s["draws_checked"] == 300
+    assert "fit.png" in s["files"]
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_exp_posterior(runs, sampler):
+    result = runs("exp", f"sample.sampler={sampler}", *SHORT)
+    s = result.info["sampling"]
+    assert s["ok"] is True
+    post = _posterior(result).posterior
+    x = post["x"].values.reshape(-1, 3)
+    mean, sd = x.mean(0), x.std(0)
+    # observed z = [1, 2, 0] with z ~ Normal(exp(x), 1): x[1] > x[0] > x[2]
+    assert mean[1] > mean[0] > mean[2]
+    exact = _exact_exp_posterior_means()
+    ess = max(s["min_ess_bulk"], 20.0)
+    assert np.all(np.abs(mean - exact) < 5 * sd / np.sqrt(ess) + 0.05), (mean, exact)
+    # the Deterministic y = exp(x) is kept with the draws
+    np.testing.assert_allclose(post["y"].values, np.exp(post["x"].values), rtol=1e-10)
+    assert "fit.png" not in s["files"] and s.get("failed_solves_in_draws") is None
+
+
+# ------------------------------------------------------------------ the run folder
+
+
+def test_run_folder(runs):
+    result = runs("ode", "sample.sampler=nutpie", *SHORT)
+    folder = result.run_dir
+    s = result.info["sampling"]
+    idata = _posterior(result)
+    assert {"posterior", "sample_stats", "observed_data"} <= set(idata.groups())
+    assert set(idata.posterior.data_vars) == {"y0", "noise"}  # no transformed values
+    assert idata.posterior.sizes["chain"] == 2 and idata.posterior.sizes["draw"] == 150
+    np.testing.assert_allclose(idata.observed_data["llike"].values, [1, 0.367, 0.135, 0.049])
+    assert "diverging" in idata.sample_stats
+
+    import pandas as pd
+
+    summary = pd.read_csv(folder / "summary.csv", index_col=0)
+    assert set(summary.index) == {"y0", "noise"}
+    assert {"mean", "sd", "ess_bulk", "ess_tail", "r_hat"} <= set(summary.columns)
+
+    for name in ("posterior.nc", "summary.csv", "trace.png", "posterior.png", "fit.png"):
+        assert (folder / name).stat().st_size > 0, name
+        assert name in s["files"] and name in result.info["files"]
+    for name in ("trace.png", "posterior.png", "fit.png"):
+        assert (folder / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not [p.name for p in folder.iterdir() if p.name.startswith(".")]  # no temp files left
+
+    on_disk = json.loads((folder / "run.json").read_text())["sampling"]
+    assert SAMPLING_KEYS <= set(on_disk)
+    assert on_disk["sampler"] == "nutpie" and on_disk["draws"] == 150 and on_disk["tune"] == 150
+    assert on_disk["chains"] == 2 and on_disk["target_accept"] == 0.8
+    assert on_disk["seed"] == result.info["spec"]["seed"]
+    assert on_disk["ok"] is True and on_disk["usable_draws"] == 300
+    assert 0 < on_disk["sampling_seconds"] <= on_disk["wall_seconds"]
+    assert isinstance(on_disk["divergences"], int) and on_disk["divergences"] >= 0
+    assert isinstance(on_disk["divergences_in_warmup"], int)
+    assert on_disk["nonfinite_logp_divergences"] == 0  # the post's ODE never fails to solve
+    assert 0.99 < on_disk["max_r_hat"] < 1.5
+    # ESS is small here (noise's posterior sits near 0.001: a hard geometry), but positive
+    assert 0 < on_disk["min_ess_bulk"] < 10 * 300 and 0 < on_disk["min_ess_tail"] < 10 * 300
+    assert on_disk["ess_per_second"] == pytest.approx(on_disk["min_ess_bulk"] / on_disk["sampling_seconds"])
+    assert on_disk["failed_solves_in_draws"] == 0
+
+
+# ------------------------------------------------------------------ reproducibility
+
+
+@pytest.mark.parametrize("sampler", ["nutpie", "pymc"])
+def test_same_seed_same_draws(runs, sampler):
+    first = _posterior(runs("exp", f"sample.sampler={sampler}", *SHORT)).posterior
+    again = _posterior(runs("exp", f"sample.sampler={sampler}", *SHORT, "sample.seed=20230103")).posterior
+    np.testing.assert_array_equal(first["x"].values, again["x"].values)
+
+
+def test_other_seed_other_draws(runs):
+    first = _posterior(runs("exp", "sample.sampler=pymc", *SHORT)).posterior
+    other = _posterior(runs("exp", "sample.sampler=pymc", *SHORT, "sample.seed=7")).posterior
+    assert not np.array_equal(first["x"].values, other["x"].values)
+
+
+# ------------------------------------------------------------------ failures
+
+
+@pytest.mark.parametrize("sampler", ["nutpie", "pymc"])
+def test_failing_solver_is_rejected_and_reported(runs, sampler):
+    result = runs(FAILING, f"sample.sampler={sampler}")
+    s = result.info["sampling"]
+    assert result.info["status"] == "finished"
+    assert s["ok"] is True
+    post = _posterior(result).posterior
+    k = post["k"].values
+    assert np.isfinite(k).all() and s["usable_draws"] == s["draws_total"] == 400
+    assert abs(k.mean() + 1.0) < 0.1  # the data are exp(-t)
+    assert s["failed_solves_in_draws"] == 0 and s["draws_checked"] == 400
+    assert s["divergences_in_warmup"] > 0
+    if sampler == "nutpie":  # nutpie records where divergences end: failed solves seen
+        assert s["nonfinite_logp_divergences_in_warmup"] > 0
+        assert s["nonfinite_logp_divergences"] <= s["divergences"]
+    else:
+        assert s["nonfinite_logp_divergences_in_warmup"] is None
+
+
+def test_no_usable_draws_is_a_failed_check(runs):
+    # max_steps: 1 -> every solve fails -> logp is -inf everywhere: nutpie cannot start
+    result = runs(FAILING, "sample.sampler=nutpie", "ode.max_steps=1")
+    s = result.info["sampling"]
+    assert result.info["status"] == "finished"
+    assert s["ok"] is False and result.ok is False
+    assert "nutpie raised" in s["message"] and s["message"].strip()
+    assert not (result.run_dir / "posterior.nc").exists()
+    on_disk = json.loads((result.run_dir / "run.json").read_text())
+    assert on_disk["ok"] is False and on_disk["sampling"]["ok"] is False
+
+
+@pytest.mark.parametrize("sampler", ["nutpie", "pymc"])
+def test_ctrl_c_during_sampling_interrupts_the_run(out_dir, monkeypatch, sampler):
+    from jaxpm import sampling
+
+    original = sampling._draw
+
+    def draw_then_ctrl_c(*args, **kwargs):
+        timer = threading.Timer(2.0, os.kill, (os.getpid(), signal.SIGINT))
+        timer.start()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            timer.cancel()
+
+    monkeypatch.setattr(sampling, "_draw", draw_then_ctrl_c)
+    out = out_dir / f"interrupted-{sampler}"
+    with pytest.raises(KeyboardInterrupt):
+        run("exp", [f"output.dir={out}", "evaluate.backends=[c]", "check_grad.enabled=false",
+                    "sample.enabled=true", f"sample.sampler={sampler}", "sample.chains=1",
+                    "sample.draws=200000", "sample.tune=100"])
+    (folder,) = (out / "exp").iterdir()
+    info = json.loads((folder / "run.json").read_text())
+    assert info["status"] == "interrupted"
+    assert not (folder / "posterior.nc").exists()
+    assert not [p.name for p in folder.iterdir() if p.name.startswith(".")]
+
+
+# ------------------------------------------------------------------ advi, map, output streams
+
+
+def test_map(runs):
+    result = runs("exp", "sample.sampler=map")
+    s = result.info["sampling"]
+    assert s["ok"] is True and s["draws_total"] == 1
+    import pandas as pd
+
+    summary = pd.read_csv(result.run_dir / "summary.csv", index_col=0)
+    # the mode of x[0]: d/dx [-x^2/2 - (1 - e^x)^2/2] = 0 at x = 0
+    assert summary.loc["x[0]", "map"] == pytest.approx(0.0, abs=1e-3)
+    assert summary.loc["x[1]", "map"] > 0 > summary.loc["x[2]", "map"]
+    assert np.isfinite(s["map_logp"])
+
+
+def test_progress_never_writes_to_stdout(out_dir, capfd):
+    """Progress bars (pm.fit's goes to stdout by default) must not spoil ``--json``."""
+    from jaxpm.progress import Progress
+
+    result = run("exp", [f"output.dir={out_dir / 'progress'}", "evaluate.backends=[c]",
+                         "check_grad.enabled=false", "sample.enabled=true", "sample.sampler=advi",
+                         "sample.iterations=200", "sample.draws=50"], progress=Progress.stderr())
+    captured = capfd.readouterr()
+    assert result.info["sampling"]["ok"] is True
+    assert captured.out == ""
+    assert "sampling with ADVI" in captured.err
+    assert {"loss.png", "trace.png", "posterior.png"} <= set(result.info["sampling"]["files"])
+
+
+TINY_CNN = [
+    "cnn.n=50",
+    "cnn.holdout=20",
+    "cnn.layers=[{conv: 4, kernel: 3}, relu, {avg_pool: 2}, flatten, {dense: 10}]",
+    "sample.sampler=advi",
+    "sample.iterations=200",
+    "sample.draws=30",
+]
+
+
+def test_cnn_accuracy_and_digits(runs):
+    pytest.importorskip("jaxpm.images")
+    pytest.importorskip("jaxpm.nets")
+    result = runs("cnn", *TINY_CNN)
+    s = result.info["sampling"]
+    assert s["ok"] is True
+    assert s["train_images"] == 50 and s["heldout_images"] == 20
+    assert 0.0 <= s["train_accuracy"] <= 1.0 and 0.0 <= s["heldout_accuracy"] <= 1.0
+    assert s["predictive_draws"] == 20
+    assert "digits.png" in s["files"] and (result.run_dir / "digits.png").stat().st_size > 0
+    # the weight arrays are too big for the summary table and the trace plot
+    assert "Dense_0_kernel" in s["summary_skipped"]
+    assert {"trace.png", "posterior.png", "loss.png"} <= set(s["files"])
