@@ -391,7 +391,12 @@ def bench_config(
         "files": [],
     }
     files: list[str] = []
-    try:
+
+    def finish(info):
+        info["timing"] = {"build_seconds": prep.build_seconds, "total_seconds": time.perf_counter() - started}
+        info["machine"]["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+
+    with results.recorded(info, run_dir / "bench.json", files, finish):
         rows = _bench_rows(prep, repeats, progress)
         info["reference"] = {"implementation": "jax_op", "backend": "c"}
         info.update(_summarise(rows))
@@ -402,19 +407,6 @@ def bench_config(
             files.append("bench.png")
         except Exception as e:  # noqa: BLE001 - a chart that cannot be drawn loses no figures
             info["chart_error"] = _describe("bench.png", e)
-        info["status"] = "finished"
-    except KeyboardInterrupt:
-        info["status"] = "interrupted"
-        raise
-    except BaseException as e:
-        info["status"] = "failed"
-        info["error"] = f"{type(e).__name__}: {e}"
-        raise
-    finally:
-        info["timing"] = {"build_seconds": prep.build_seconds, "total_seconds": time.perf_counter() - started}
-        info["machine"]["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
-        info["files"] = sorted([*files, "bench.json"])
-        results.write_json(run_dir / "bench.json", info)
     return info
 
 

@@ -7,6 +7,7 @@ either exists complete or not at all, even when the run is interrupted.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
@@ -97,3 +98,28 @@ def versions() -> dict[str, str]:
         except PackageNotFoundError:
             pass
     return out
+
+
+@contextlib.contextmanager
+def recorded(info: dict, path: Path, files: list[str], before_write=None):
+    """Run the body, then write ``info`` to ``path`` whatever happened.
+
+    ``info["status"]`` ends as ``finished``, ``interrupted`` (Ctrl-C) or ``failed`` (with
+    ``info["error"]``); ``info["files"]`` lists ``files`` and ``path`` itself.
+    ``before_write(info)`` runs just before writing (e.g. to stop a clock).
+    """
+    try:
+        yield
+        info["status"] = "finished"
+    except KeyboardInterrupt:
+        info["status"] = "interrupted"
+        raise
+    except BaseException as e:
+        info["status"] = "failed"
+        info["error"] = f"{type(e).__name__}: {e}"
+        raise
+    finally:
+        if before_write is not None:
+            before_write(info)
+        info["files"] = sorted([*files, Path(path).name])
+        write_json(path, info)

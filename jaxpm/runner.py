@@ -131,7 +131,10 @@ def run(config, overrides=None, *, progress: Progress | None = None) -> RunResul
         writer(run_dir / name)
         files.append(name)
 
-    try:
+    def stop_clock(info):
+        info["timing"]["total_seconds"] = time.perf_counter() - started
+
+    with results.recorded(info, run_dir / "run.json", files, stop_clock):
         save("config.yaml", lambda p: results.write_text(p, spec.to_yaml()))
         _write_graph(prep.model, run_dir, files)
         info["evaluation"] = evaluate_backends(prep, progress)
@@ -146,18 +149,6 @@ def run(config, overrides=None, *, progress: Progress | None = None) -> RunResul
 
             info["sampling"] = sample_and_save(prep, run_dir, save, progress)
             info["ok"] = info["ok"] and info["sampling"]["ok"]
-        info["status"] = "finished"
-    except KeyboardInterrupt:
-        info["status"] = "interrupted"
-        raise
-    except BaseException as e:
-        info["status"] = "failed"
-        info["error"] = f"{type(e).__name__}: {e}"
-        raise
-    finally:
-        info["timing"]["total_seconds"] = time.perf_counter() - started
-        info["files"] = sorted([*files, "run.json"])
-        results.write_json(run_dir / "run.json", info)
     return RunResult(run_dir, info)
 
 
