@@ -65,19 +65,19 @@ def check_ops(prep, points: int, rtol: float, atol: float, eps: float | None) ->
     rng = np.random.default_rng(prep.spec.seed)
     for use in prep.ctx.ops:
         inputs = use.inputs
+        floats = [j for j, x in enumerate(inputs) if x.dtype.startswith("float")]
         values = _draw(inputs, points, prep.spec.seed)
-        size = sum(math.prod(np.shape(v[0])) for v in values)
         worst_abs = worst_rel = 0.0
         ok = True
-        for i in range(points):
-            at = [np.asarray(v[i], dtype=x.dtype) for v, x in zip(values, inputs)]
-            floats = [j for j, x in enumerate(inputs) if x.dtype.startswith("float")]
-            if not floats:
-                continue
-            if size <= FULL_CHECK_MAX:
-                ok &= _verify_grad(use, at, floats, rng, rtol, atol, eps)
-            a, r, passed = _directional_op(use, at, floats, rng, rtol, atol, eps)
-            worst_abs, worst_rel, ok = max(worst_abs, a), max(worst_rel, r), ok and passed
+        if floats:
+            shapes = [np.shape(v[0]) for v in values]
+            directional = _directional_op(use, shapes, floats)
+            for i in range(points):
+                at = [np.asarray(v[i], dtype=x.dtype) for v, x in zip(values, inputs)]
+                if sum(math.prod(s) for s in shapes) <= FULL_CHECK_MAX:
+                    ok &= _verify_grad(use, at, floats, rng, rtol, atol, eps)
+                a, r, passed = directional(at, rng, rtol, atol, eps)
+                worst_abs, worst_rel, ok = max(worst_abs, a), max(worst_rel, r), ok and passed
         out.append({"op": use.name, "ok": bool(ok), "points": points, "max_abs_err": worst_abs, "max_rel_err": worst_rel})
     return out
 
@@ -103,34 +103,39 @@ def _verify_grad(use, at, floats, rng, rtol, atol, eps) -> bool:
     return True
 
 
-def _directional_op(use, at, floats, rng, rtol, atol, eps):
-    """Central-difference check of d/dh <w, f(x + h v)> against the analytic gradient."""
-    xs = [pt.tensor(dtype=x.dtype, shape=np.shape(a)) for x, a in zip(use.inputs, at)]
+def _directional_op(use, shapes, floats):
+    """A check of d/dh <w, f(x + h v)> by central differences against the analytic
+    gradient, compiled once per op and returned as ``check(at, rng, rtol, atol, eps)``."""
+    xs = [pt.tensor(dtype=x.dtype, shape=shape) for x, shape in zip(use.inputs, shapes)]
     y = _float_outputs(use(*xs))
-    w = pt.vector(dtype=y.dtype)
+    w = pt.vector(dtype=y.dtype, shape=(None,))
     cost = pt.sum(y * w)
-    grads = pytensor.grad(cost, [xs[j] for j in floats])
     f_cost = pytensor.function([*xs, w], cost)
-    f_grad = pytensor.function([*xs, w], grads)
-    n_out = int(np.size(pytensor.function(xs, y)(*at)))
-    worst_abs = worst_rel = 0.0
-    ok = True
-    for _ in range(DIRECTIONS):
-        wv = rng.normal(size=n_out)
-        vs = [rng.normal(size=np.shape(at[j])) for j in floats]
-        analytic = sum(float(np.sum(g * v)) for g, v in zip(f_grad(*at, wv), vs))
+    f_grad = pytensor.function([*xs, w], pytensor.grad(cost, [xs[j] for j in floats]))
+    f_size = pytensor.function(xs, y.size, on_unused_input="ignore")
 
-        def along(h, wv=wv, vs=vs):
-            moved = list(at)
-            for j, v in zip(floats, vs):
-                moved[j] = at[j] + h * v
-            return float(f_cost(*moved, wv))
+    def check(at, rng, rtol, atol, eps):
+        n_out = int(f_size(*at))
+        worst_abs = worst_rel = 0.0
+        ok = True
+        for _ in range(DIRECTIONS):
+            wv = rng.normal(size=n_out)
+            vs = [rng.normal(size=np.shape(at[j])) for j in floats]
+            analytic = sum(float(np.sum(g * v)) for g, v in zip(f_grad(*at, wv), vs))
 
-        numeric = _central_difference(along, analytic, _scale([at[j] for j in floats]), eps, rtol, atol)
-        a, r = _err(analytic, numeric)
-        worst_abs, worst_rel = max(worst_abs, a), max(worst_rel, r)
-        ok = ok and _close(analytic, numeric, rtol, atol)
-    return worst_abs, worst_rel, ok
+            def along(h, wv=wv, vs=vs):
+                moved = list(at)
+                for j, v in zip(floats, vs):
+                    moved[j] = at[j] + h * v
+                return float(f_cost(*moved, wv))
+
+            numeric = _central_difference(along, analytic, _scale([at[j] for j in floats]), eps, rtol, atol)
+            a, r = _err(analytic, numeric)
+            worst_abs, worst_rel = max(worst_abs, a), max(worst_rel, r)
+            ok = ok and _close(analytic, numeric, rtol, atol)
+        return worst_abs, worst_rel, ok
+
+    return check
 
 
 STEPS = (1e-6, 1e-4, 1e-2, 1e-5, 1e-3, 1e-7)
