@@ -370,3 +370,20 @@ def test_plugin_experiment_from_a_file(tmp_path):
     path.write_text(yaml.safe_dump(config))
     out = invoke_json("compare-backends", path)
     assert out["experiments"][0]["ok"] is True
+
+
+# ------------------------------------------------------------- no CONFIG: the built-ins
+
+
+def test_trust_tools_with_no_config_cover_the_three_builtins():
+    """`jaxpm compare-backends` and `jaxpm check-grad` with no CONFIG run exp, ode and cnn
+    and pass (CNN included: the post's 824k-weight network; kept to one point and one
+    timed call so the suite stays fast)."""
+    cmp = invoke_json("compare-backends", "--backend", "c", "--backend", "jax", "--set", "evaluate.repeats=1")
+    assert [e["name"] for e in cmp["experiments"]] == ["cnn", "exp", "ode"]
+    assert all(e["ok"] for e in cmp["experiments"])
+    cnn = cmp["experiments"][0]
+    assert cnn["backends"]["c"]["logp"] == close(-759928.81029946)
+    grad = invoke_json("check-grad", "--set", "check_grad.points=1")
+    assert [e["name"] for e in grad["experiments"]] == ["cnn", "exp", "ode"]
+    assert all(e["ok"] for e in grad["experiments"]), [(e["name"], e["ops"], e["model"], e["jax"]) for e in grad["experiments"]]
