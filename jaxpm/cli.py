@@ -234,6 +234,8 @@ def _show_sampling(s: dict) -> None:
         if isinstance(v, str | int | float | bool):
             table.add_row(k, _fmt(v))
     out.print(table)
+    for w in s.get("warnings", []):
+        out.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
 
 
 @app.command()

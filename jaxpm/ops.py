@@ -315,7 +315,7 @@ class JaxOp(Op):
 
         def fwd(*xs):
             ys, jacs = _value_and_jacfwd(f, xs, diff, float_out)
-            return ys, (jacs, tuple(x.shape for x in xs))
+            return ys, (jacs, tuple(jnp.shape(x) for x in xs))
 
         def bwd(res, gs):
             jacs, shapes = res

@@ -74,7 +74,13 @@ def posterior(dataset, path: str | Path, *, point_estimate: str = "mean") -> Non
     import arviz as az
 
     plt = _plt()
-    axes = az.plot_posterior(dataset, point_estimate=point_estimate, hdi_prob=0.9, textsize=9)
+    panels = sum(int(np.prod([n for d, n in v.sizes.items() if d not in ("chain", "draw")], dtype=int))
+                 for v in dataset.data_vars.values())
+    cols = max(1, min(4, panels))
+    rows = -(-panels // cols)
+    with az.rc_context({"plot.max_subplots": max(panels, 1)}):
+        axes = az.plot_posterior(dataset, point_estimate=point_estimate, hdi_prob=0.9, textsize=9,
+                                 figsize=(3.4 * cols, 2.6 * rows), grid=(rows, cols))
     fig = np.asarray(axes).ravel()[0].figure
     fig.tight_layout()
     fig.savefig(path, dpi=90)

@@ -28,12 +28,20 @@ What the run.json ``sampling`` block says about failed ODE solves, exactly:
   transitions whose last leapfrog step reached a point where the logp was not finite.
   In an ODE model that is a failed solve (the ``<output>_failed`` potential) or a
   likelihood that overflowed; other samplers do not record where a divergence ended,
-  so for them the field is ``null``. A trajectory stops at its first failed solve,
-  so each counts at most one failed solve per transition: a lower bound on the
-  number of failed solves the sampler met, not the number of proposals.
+  so for them the field is ``null``. It counts transitions, not solves: a trajectory
+  stops at the first non-finite logp it meets, so each counted transition met exactly
+  one, and transitions that ended otherwise are not counted.
 * ``failed_solves_in_draws``: the ODE re-solved at the kept draws (all of them, up to
   :data:`MAX_CHECK_DRAWS`, counted in ``draws_checked``); it is 0 unless something
   is wrong, since a failed solve has logp = -inf and cannot be accepted.
+
+Time and efficiency: ``wall_seconds`` is the whole sampler call (building and compiling
+the logp included); ``sampling_seconds`` is the sampler's own clock for nutpie (which
+includes JAX compiling the logp on its first call) and pymc (tuning and draws only), and
+the wall time for numpyro and blackjax (XLA compiles the whole sampler in one piece;
+``sampling_seconds_include_compile`` says which). ``ess_per_second`` is the smallest bulk
+ESS over every scalar in the posterior divided by ``sampling_seconds``;
+``ess_per_wall_second`` divides by ``wall_seconds``.
 """
 
 from __future__ import annotations
@@ -260,8 +268,18 @@ def _nuts(model, s, seed: int, progress: Progress) -> Draws:
     with spinner, patch:
         idata = pm.sample(**kwargs)
     wall = time.perf_counter() - start
-    sampling = idata.posterior.attrs.get("sampling_time")
-    return Draws(idata, wall, float(sampling) if sampling is not None else None, info)
+    if s.sampler in ("nutpie", "pymc"):
+        # the sampler's own clock: without building the logp function (nutpie: JAX
+        # still compiles it on the first call, inside this time)
+        sampling = idata.posterior.attrs.get("sampling_time")
+        sampling = float(sampling) if sampling is not None else wall
+        info["sampling_seconds_include_compile"] = s.sampler == "nutpie"
+    else:
+        # numpyro/blackjax: XLA compiles the whole sampler, inseparably, and PyMC's clock
+        # stops before blackjax's asynchronous work is done: the wall time is the honest one
+        sampling = wall
+        info["sampling_seconds_include_compile"] = True
+    return Draws(idata, wall, sampling, info)
 
 
 def _advi(model, s, seed: int, progress: Progress) -> Draws:
@@ -508,7 +526,8 @@ def _advice(out: dict) -> list[str]:
 
 def _one_line(out: dict) -> str:
     if out["sampler"] not in NUTS_SAMPLERS:
-        return f"sampling done in {out['wall_seconds']:.1f} s ({out['usable_draws']} draws kept)"
+        n = out["usable_draws"]
+        return f"sampling done in {out['wall_seconds']:.1f} s ({n} draw{'' if n == 1 else 's'} kept)"
     parts = [f"sampled in {out['wall_seconds']:.1f} s"]
     if out.get("divergences") is not None:
         parts.append(f"{out['divergences']} divergences")

@@ -47,3 +47,4 @@ def test_real_data_configs_agree_on_every_backend(config):
     cmp = be.compare(res, rtol=1e-8, atol=1e-10)
     assert cmp["ok"], cmp["disagreements"]
     assert np.isfinite(res["c"]["logp"])
+
