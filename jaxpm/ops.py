@@ -50,7 +50,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytensor.tensor as pt
 from pytensor.compile import optdb
-from pytensor.gradient import DisconnectedType, grad_not_implemented
+from pytensor.gradient import DisconnectedType, disconnected_type, grad_not_implemented
 from pytensor.graph import Apply, Constant, Op, Variable
 from pytensor.graph.rewriting.basic import GraphRewriter
 from pytensor.graph.type import Type
@@ -192,9 +192,9 @@ class JaxOp(Op):
         # Differentiate only float inputs that can vary: a constant (the CNN's 1000 images)
         # would cost a gradient nobody reads.
         wrt = tuple(i for i, x in enumerate(inputs) if _is_float(x.type) and not isinstance(x, Constant))
+        result = [pt.zeros_like(x) if _is_float(x.type) else disconnected_type() for x in inputs]
         if not any(connected) or not wrt:
-            return [pt.zeros_like(x, dtype=_grad_dtype(x)) for x in inputs]
-        result = [pt.zeros_like(x) if _is_float(x.type) else _disconnected(x) for x in inputs]
+            return result
         gs = [g for g, c in zip(output_grads, connected) if c]
         if self.grad_mode == "reverse":
             grads = self.vjp_op(connected, wrt)(*inputs, *gs, return_list=True)
@@ -579,7 +579,7 @@ class JaxFunction:
                 out_types.append(TensorType(str(s.dtype), shape=static_shape))
                 continue
             out_types.append(TensorType(str(s.dtype), shape=static_shape))
-            out_dims.append(tuple(d if isinstance(d, int) else dims.get(_dim_key(d)) for d in s.shape))
+            out_dims.append(tuple(d if isinstance(d, int) else dims.get(str(d)) for d in s.shape))
         if any(d is None for od in out_dims for d in od):
             out_dims = None
         op = JaxOp(flat_fn, input_types, out_types, name=name, grad=self.grad, out_dims=out_dims, fuse_vjp=self.fuse_vjp)
@@ -649,16 +649,6 @@ def _is_float(t) -> bool:
     return isinstance(t, TensorType) and t.dtype.startswith(("float", "complex"))
 
 
-def _grad_dtype(x):
-    return x.dtype if _is_float(x.type) else "float64"
-
-
-def _disconnected(x):
-    from pytensor.gradient import disconnected_type
-
-    return disconnected_type()
-
-
 def _insert(xs, idx, values):
     xs = list(xs)
     for i, v in zip(idx, values):
@@ -710,10 +700,6 @@ def _current_shapes(variables) -> list[tuple[int, ...]] | None:
         return [tuple(int(d) for d in s) for s in fn()]
     except Exception:  # noqa: BLE001 - free inputs: no current shape to be had
         return None
-
-
-def _dim_key(d):
-    return str(d)
 
 
 def _abstract_inputs(input_types, shared_symbol: bool = False):
