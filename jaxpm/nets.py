@@ -41,6 +41,7 @@ Layers get flax's automatic names, counted per kind: ``Conv_0``, ``Conv_1``, ``D
     module = build_network()                       # POST_CNN
     shapes = param_shapes(module)                  # {"Conv_0_kernel": (3, 3, 1, 32), ...}
     logits = apply_fn(module)(params, images)      # params: {flat name: array}
+    start = init_params(module, seed=1)            # flax's random initialisation, flat
 
 The module is a hashable value (its layers are stored as nested tuples), so two networks
 built from equal lists are equal: :func:`jaxpm.ops.jax_op` can take one as a static
@@ -55,11 +56,12 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax.traverse_util import unflatten_dict
 
 from jaxpm.errors import ConfigError, did_you_mean
 
-__all__ = ["POST_CNN", "Network", "build_network", "param_shapes", "apply_fn"]
+__all__ = ["POST_CNN", "Network", "build_network", "param_shapes", "apply_fn", "init_params"]
 
 POST_CNN: list = [
     {"conv": 32, "kernel": 3},
@@ -170,6 +172,28 @@ def apply_fn(module: Network) -> Callable[[dict[str, jax.Array], jax.Array], jax
         return module.apply({"params": params}, images)
 
     return f
+
+
+def init_params(
+    module: Network, input_shape: tuple[int, ...] = (1, 28, 28, 1), seed: int = 0
+) -> dict[str, np.ndarray]:
+    """Flax's own random initialisation of the network, as float64 arrays keyed as
+    :func:`param_shapes` (the same order), made by ``module.init(jax.random.key(seed), ...)``.
+
+    Why an optimiser needs it: at the all-zero point (PyMC's initial point for Normal(0, 1)
+    weights) every hidden unit is 0, so the last kernel gets no gradient, and the zero
+    kernels (and ReLU at 0) pass none back to the layers below: only the last bias moves,
+    and a fit started there stalls. Flax's initialisers (LeCun normal kernels, std
+    ~ 1/sqrt(fan_in); zero biases) break that symmetry while keeping activations of order
+    1. The same seed gives the same arrays.
+    """
+    names = param_shapes(module, input_shape)  # checks the image fits, fixes the order
+    nested = module.init(jax.random.key(seed), jnp.zeros(tuple(input_shape), jnp.float32))["params"]
+    flat = {}
+    for name in names:
+        layer, param = name.rsplit("_", 1)
+        flat[name] = np.asarray(nested[layer][param], dtype=np.float64)
+    return flat
 
 
 def _check_fits(module: Network, input_shape: tuple[int, ...]) -> None:

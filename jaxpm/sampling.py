@@ -11,7 +11,11 @@ writes what the run folder keeps:
   their chains in parallel when JAX sees enough devices, else one after the other
   (numpyro) or vectorised (blackjax).
 * ``advi``: ``pm.fit(method="advi")`` then ``approx.sample(draws)``; ``map``:
-  ``pm.find_MAP`` (one draw). For models where NUTS is impractical (the CNN).
+  ``pm.find_MAP`` (one draw). For models where NUTS is impractical (the CNN). Both start
+  from ``sample.start`` (``initial``, or ``flax``: the CNN's flax initialisation from the
+  seed); ADVI takes ``start_sigma``, ``optimizer`` and ``learning_rate``, and
+  ``iterations`` is ADVI's steps or find_MAP's evaluation budget. A CNN with
+  ``cnn.inference_dtype`` is sampled or fitted with its network in that dtype.
 
 Files: ``posterior.nc`` (ArviZ InferenceData: posterior, sample_stats for MCMC,
 observed_data), ``summary.csv`` (``az.summary``), ``trace.png``, ``posterior.png``;
@@ -78,6 +82,9 @@ FIT_DRAWS = 200
 
 CNN_PREDICTIVE_DRAWS = 20
 """Draws averaged in the CNN's posterior predictive (class probabilities)."""
+
+MAP_LINE_SEARCH_SLACK = 25
+"""``find_MAP`` may overrun scipy's ``maxfun`` by one line search; PyMC's hard cap allows that."""
 
 MAX_SUMMARY_COMPONENTS = 1000
 """Variables with more scalars than this are left out of ``summary.csv`` (CNN weights)."""
@@ -149,7 +156,7 @@ def sample_and_save(
     try:
         with _interrupts_propagate() as interrupted, _recorded_warnings(sampler_warnings, progress), \
                 contextlib.redirect_stdout(sys.stderr):
-            draws = _draw(model, s, seed, progress)
+            draws = _draw(model, s, seed, progress, prep)
         if interrupted():
             raise KeyboardInterrupt
     except KeyboardInterrupt:
@@ -206,13 +213,16 @@ def _describe(s) -> str:
     return f"{s.sampler}, {s.chains} chains x ({s.tune} tune + {s.draws} draws)"
 
 
-def _draw(model, s, seed: int, progress: Progress) -> Draws:
+def _draw(model, s, seed: int, progress: Progress, prep=None) -> Draws:
+    if prep is not None:
+        model = _inference_model(prep, model)
     if s.sampler in NUTS_SAMPLERS:
         return _nuts(model, s, seed, progress)
+    start = _start_point(prep, s, seed) if prep is not None else None
     if s.sampler == "advi":
-        return _advi(model, s, seed, progress)
+        return _advi(model, s, seed, progress, start)
     if s.sampler == "map":
-        return _map(model, seed, progress)
+        return _map(model, s, seed, progress, start)
     raise ValueError(f"unknown sampler {s.sampler!r}")  # the spec rejects it first
 
 
@@ -282,21 +292,42 @@ def _nuts(model, s, seed: int, progress: Progress) -> Draws:
     return Draws(idata, wall, sampling, info)
 
 
-def _advi(model, s, seed: int, progress: Progress) -> Draws:
+def _advi(model, s, seed: int, progress: Progress, start: dict | None = None) -> Draws:
+    """Mean-field ADVI through ``pm.fit``: ``s.iterations`` steps of ``s.optimizer``, then
+    ``s.draws`` draws from the fitted normals (fewer if they would not fit in
+    :data:`MAX_POSTERIOR_BYTES`).
+
+    ``start`` (value variable -> array) is where the normals' means begin, and
+    ``s.start_sigma`` their first standard deviation (one number for every scalar, in the
+    unconstrained space). PyMC's defaults, the initial point and softplus(0) = 0.69, suit
+    small models; a network needs both changed: at all-zero weights its hidden layers get
+    no gradient (see :func:`jaxpm.nets.init_params`), and noise of 0.69 on each of 824k
+    weights makes the logits overflow (the fit stops at NaN on its first steps).
+    """
     import pymc as pm
 
-    start = time.perf_counter()
-    approx = pm.fit(n=s.iterations, method="advi", random_seed=seed, progressbar=progress.enabled, model=model)
-    fitted = time.perf_counter() - start
+    kwargs: dict[str, Any] = {"obj_optimizer": _advi_optimizer(s)}
+    if start is not None:
+        kwargs["start"] = start
+    if s.start_sigma is not None:
+        kwargs["start_sigma"] = {v.name: s.start_sigma for v in model.value_vars}
+    begin = time.perf_counter()
+    approx = pm.fit(n=s.iterations, method="advi", random_seed=seed, progressbar=progress.enabled, model=model,
+                    **kwargs)
+    fitted = time.perf_counter() - begin
     n_dim = _n_dim(model, constrained=True)
     kept = max(1, min(s.draws, MAX_POSTERIOR_BYTES // max(1, 8 * n_dim)))
     with model:
         idata = approx.sample(kept, random_seed=seed)
-    wall = time.perf_counter() - start
+    wall = time.perf_counter() - begin
     loss = np.asarray(approx.hist, dtype=float)
     tail = loss[-max(1, len(loss) // 10):]
     info = {
         "draws_stored": kept,
+        "start": s.start,
+        "optimizer": s.optimizer,
+        "learning_rate": s.learning_rate,
+        "start_sigma": s.start_sigma,
         "loss_initial": float(loss[0]) if len(loss) else None,
         "loss_final": float(np.nanmean(tail)) if len(tail) else None,
     }
@@ -308,24 +339,76 @@ def _advi(model, s, seed: int, progress: Progress) -> Draws:
     return Draws(idata, wall, fitted, info, loss=loss)
 
 
-def _map(model, seed: int, progress: Progress) -> Draws:
+def _advi_optimizer(s):
+    """``pm.<s.optimizer>(learning_rate=s.learning_rate)``; without a learning rate, the
+    optimiser's own default (PyMC's ADVI default is ``adagrad_window``, rate 0.001)."""
+    import pymc as pm
+
+    make = getattr(pm, s.optimizer)
+    return make() if s.learning_rate is None else make(learning_rate=s.learning_rate)
+
+
+def _map(model, s, seed: int, progress: Progress, start: dict | None = None) -> Draws:
+    """``pm.find_MAP`` (L-BFGS-B through scipy) from ``start`` (None: the model's initial
+    point), for at most ``s.iterations`` logp+gradient evaluations: one draw, the mode.
+
+    scipy is told the budget (``maxfun``) so that it stops at its best point so far;
+    PyMC's own cap (``maxeval``) would stop mid line search, at whatever point it was
+    trying. ``map_evaluations`` and ``map_message`` in run.json say how it ended.
+    """
     import arviz as az
     import pymc as pm
     from pymc.backends.arviz import find_observations
 
-    start = time.perf_counter()
-    point = pm.find_MAP(progressbar=progress.enabled, seed=seed, model=model, include_transformed=True)
-    wall = time.perf_counter() - start
+    begin = time.perf_counter()
+    point, raw = pm.find_MAP(
+        start=start,
+        progressbar=progress.enabled,
+        seed=seed,
+        model=model,
+        include_transformed=True,
+        return_raw=True,
+        maxeval=s.iterations + MAP_LINE_SEARCH_SLACK,
+        options={"maxfun": s.iterations, "maxiter": s.iterations},
+    )
+    wall = time.perf_counter() - begin
     names = [v.name for v in (*model.free_RVs, *model.deterministics)]
     posterior = {n: np.asarray(point[n])[None, None] for n in names if n in point}
     idata = az.from_dict(posterior=posterior, observed_data=find_observations(model))
-    info: dict[str, Any] = {}
+    info: dict[str, Any] = {"start": s.start, "max_evaluations": s.iterations}
+    if raw is not None:  # None when PyMC's cap stopped it
+        info.update(map_evaluations=int(raw.nfev), map_message=str(raw.message))
     try:
         logp = model.compile_logp()({v.name: point[v.name] for v in model.value_vars})
         info["map_logp"] = float(logp)
     except Exception:  # noqa: BLE001 - a diagnostic only
         pass
     return Draws(idata, wall, wall, info)
+
+
+def _inference_model(prep, model):
+    """The model the sampler or fit runs on: ``model``, except for a CNN whose
+    ``cnn.inference_dtype`` differs from ``cnn.dtype``, which is rebuilt with the network
+    computing in that dtype (float32 is about twice as fast on a CPU). Evaluation and
+    gradient checks keep ``cnn.dtype``; the variables, their names and the data are the same."""
+    section = prep.spec.cnn
+    if section is None or "cnn" not in prep.ctx.info or section.inference_dtype in (None, section.dtype):
+        return model
+    from jaxpm.model import build
+
+    spec = prep.spec.model_copy(update={"cnn": section.model_copy(update={"dtype": section.inference_dtype})})
+    return build(spec)[0]
+
+
+def _start_point(prep, s, seed: int) -> dict | None:
+    """Where a fit starts (``sample.start``): None for the model's initial point, or for
+    ``flax`` the CNN's weights as :func:`jaxpm.nets.init_params` makes them from ``seed``."""
+    if s.start == "initial":
+        return None
+    from jaxpm import nets
+
+    info = prep.ctx.info["cnn"]
+    return nets.init_params(info["module"], (1, *np.shape(info["images"])[1:]), seed)
 
 
 @contextlib.contextmanager
@@ -709,6 +792,10 @@ def _matching_observed(prep, shape) -> tuple[str | None, np.ndarray | None, list
 
 
 def _cnn_results(prep, idata, out: dict, keep) -> None:
+    """``train_accuracy`` and ``heldout_accuracy`` (the ``cnn.holdout`` images after the
+    training ones) of the posterior predictive: class probabilities averaged over up to
+    :data:`CNN_PREDICTIVE_DRAWS` draws, the network computing in the inference dtype.
+    ``digits.png`` shows the first held-out digits (training digits without a holdout)."""
     import jax
 
     from jaxpm import images as images_mod
@@ -720,7 +807,7 @@ def _cnn_results(prep, idata, out: dict, keep) -> None:
     module, x_train, y_train = info["module"], np.asarray(info["images"]), np.asarray(info["labels"])
     names = list(nets.param_shapes(module, (1, *x_train.shape[1:])))
     points = _draw_points(idata.posterior, names, CNN_PREDICTIVE_DRAWS)
-    dtype = section.dtype
+    dtype = section.inference_dtype or section.dtype
 
     @jax.jit
     def probs(params, x):
@@ -746,7 +833,7 @@ def _cnn_results(prep, idata, out: dict, keep) -> None:
             data_dir=section.data_dir and str(prep.ctx.path(section.data_dir)),
             path=section.path and str(prep.ctx.path(section.path)),
             split=section.split,
-            dtype=section.dtype,
+            dtype=dtype,
         )
         x_hold, y_hold = np.asarray(x_hold), np.asarray(y_hold)
         p_hold = predictive(x_hold)

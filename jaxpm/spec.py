@@ -466,6 +466,7 @@ class CnnSection(Section):
     layers: list[Any] | None = None  # None: the post's architecture
     weight_prior: Prior = Field(default_factory=_default_weight_prior)
     dtype: Literal["float32", "float64"] = "float64"
+    inference_dtype: Literal["float32", "float64"] | None = None  # sampling and fits; None: dtype
     output: str = "logits"
     labels: str = "labels"
 
@@ -528,8 +529,24 @@ class CheckGrad(Section):
     set: dict[str, Any] = Field(default_factory=dict)
 
 
+#: ``sample.optimizer``: PyMC's stochastic optimisers for ADVI (``pm.<name>(learning_rate=...)``).
+ADVI_OPTIMIZERS = ("adagrad_window", "adam", "adamax", "adagrad", "rmsprop", "adadelta", "sgd", "momentum",
+                   "nesterov_momentum")
+#: Samplers that take ``sample.start``: the fits. NUTS samplers choose their own start.
+FITS = ("advi", "map")
+
+
 class Sample(Section):
-    """``sample:``: draw from the posterior (off unless enabled)."""
+    """``sample:``: draw from the posterior (off unless enabled).
+
+    The fits (``advi``, ``map``) have their own settings; each defaults to what PyMC does::
+
+        iterations: 20000     # advi: optimisation steps; map: at most this many logp+gradient evaluations
+        start: initial        # initial: the model's initial point | flax: the CNN's flax initialisation
+        start_sigma: null     # advi: first std of every mean-field normal (null: PyMC's 0.69)
+        optimizer: adagrad_window   # advi: any of ADVI_OPTIMIZERS (pm.adam, ...)
+        learning_rate: null   # advi: the optimiser's step size (null: PyMC's default)
+    """
 
     enabled: bool = False
     sampler: Literal["nutpie", "pymc", "numpyro", "blackjax", "advi", "map"] = "nutpie"
@@ -538,8 +555,19 @@ class Sample(Section):
     chains: Int = Field(4, gt=0)
     cores: Int | None = Field(None, gt=0)
     target_accept: Float = Field(0.8, gt=0, lt=1)
-    iterations: Int = Field(20000, gt=0)  # for advi
+    iterations: Int = Field(20000, gt=0)  # advi: steps; map: most logp+gradient evaluations
     seed: Int | None = Field(None, ge=0)  # None: the top-level seed
+    start: Literal["initial", "flax"] = "initial"  # where advi's means / map's optimiser start
+    start_sigma: Float | None = Field(None, gt=0)  # advi; unconstrained space
+    optimizer: Literal[ADVI_OPTIMIZERS] = "adagrad_window"  # advi
+    learning_rate: Float | None = Field(None, gt=0)  # advi; None: the optimiser's default
+
+    @model_validator(mode="after")
+    def _start_for_fits(self) -> "Sample":
+        if self.start != "initial" and self.sampler not in FITS:
+            _fail(f"{self.start} is a start for the fits ({' and '.join(FITS)}); {self.sampler} chooses its "
+                  "own: set sample.start=initial", "start")
+        return self
 
 
 class Output(Section):
@@ -608,6 +636,9 @@ class Spec(Section):
     def _consistent(self) -> "Spec":
         if self.experiment in BUILTIN_EXPERIMENTS and getattr(self, self.experiment) is None:
             _fail(f"missing section {self.experiment!r} for experiment {self.experiment!r}", self.experiment)
+        if self.sample.start == "flax" and self.experiment != "cnn":
+            _fail(f"flax initialises a CNN's network; experiment {self.experiment!r} has none: "
+                  "set sample.start=initial", "sample", "start")
         self._unique_names()
         return self
 
@@ -826,7 +857,8 @@ _BOUNDS = {"greater_than": ("gt", ">"), "greater_than_equal": ("ge", ">="),
            "less_than": ("lt", "<"), "less_than_equal": ("le", "<=")}
 #: How a Literal field's values are called in "'cuda' is not a backend".
 _NOUNS = {"backends": "backend", "sampler": "sampler", "sensitivity": "sensitivity mode",
-          "source": "data source", "dtype": "dtype"}
+          "source": "data source", "dtype": "dtype", "inference_dtype": "dtype", "start": "start point",
+          "optimizer": "stochastic optimiser"}
 
 
 def _config_error(exc: ValidationError, data: Any, label: str) -> ConfigError:

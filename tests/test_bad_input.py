@@ -35,6 +35,8 @@ ODE = yaml.safe_load((PACKAGED / "ode.yaml").read_text())
 ODE["evaluate"]["backends"] = ["c"]
 EXP = yaml.safe_load((PACKAGED / "exp.yaml").read_text())
 EXP["evaluate"]["backends"] = ["c"]
+CNN = yaml.safe_load((PACKAGED / "cnn.yaml").read_text())
+CNN["evaluate"]["backends"] = ["c"]
 
 
 @dataclass
@@ -136,6 +138,12 @@ CASES = [
     ),
     Case("plugin_not_importable", "experiment", ("cannot import 'nosuchpkg.mod'",), ODE, _set("experiment", "nosuchpkg.mod:build")),
     Case("exp_unknown_input", "exp.input", ("unknown name 'xs'", "did you mean 'x'"), EXP, _set("exp", "input", "xs")),
+    Case("unknown_advi_optimizer", "sample.optimizer", ("'adamm' is not a stochastic optimiser", "did you mean 'adam'"), CNN, _set("sample", "optimizer", "adamm")),
+    Case("advi_start_sigma_zero", "sample.start_sigma", ("expected a value > 0", "got 0"), CNN, _set("sample", "start_sigma", 0)),
+    Case("unknown_start", "sample.start", ("'zeros' is not a start point", "expected one of: flax, initial"), CNN, _set("sample", "start", "zeros")),
+    Case("flax_start_for_nuts", "sample.start", ("flax is a start for the fits (advi and map)", "nutpie chooses its own", "sample.start=initial"), CNN, _set("sample", "sampler", "nutpie")),
+    Case("flax_start_without_a_cnn", "sample.start", ("flax initialises a CNN's network", "experiment 'exp' has none"), EXP, lambda d: d["sample"].update(sampler="map", start="flax")),
+    Case("unknown_inference_dtype", "cnn.inference_dtype", ("'float16' is not a dtype",), CNN, _set("cnn", "inference_dtype", "float16")),
     Case("duplicate_name", "likelihood.y0", ("'y0' is already used",), ODE, lambda d: d["likelihood"].update(y0=d["likelihood"].pop("llike"))),
 ]
 

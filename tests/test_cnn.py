@@ -114,3 +114,58 @@ def test_post_cnn_seed_numbers(cnn, backend):
     assert first.startswith("Conv_0")
     assert np.all(np.asarray(result["dlogp"][first]) == 0.0)
     assert len(result["logp_terms"]) == 9  # 8 weight priors and the labels
+
+
+# --------------------------------------------------------------------------- where fits start
+
+SMALL = ["cnn.n=20", "cnn.holdout=0", "cnn.layers=[{conv: 4, kernel: 3}, relu, {avg_pool: 2}, flatten, {dense: 10}]"]
+
+
+@pytest.fixture(scope="module")
+def small_cnn():
+    return prepare("cnn", ["check_grad.enabled=false", *SMALL])
+
+
+def test_flax_init_is_random_and_deterministic():
+    module = nets.build_network([{"conv": 4, "kernel": 3}, "relu", {"avg_pool": 2}, "flatten", {"dense": 10}])
+    first, again, other = (nets.init_params(module, seed=s) for s in (1, 1, 2))
+    shapes = nets.param_shapes(module)
+    assert list(first) == list(shapes)  # the models' order, kernel before bias
+    for name, shape in shapes.items():
+        assert first[name].shape == shape and first[name].dtype == np.float64
+        np.testing.assert_array_equal(first[name], again[name])
+    for name in ("Conv_0_kernel", "Dense_0_kernel"):
+        assert np.all(first[name] != 0) and not np.array_equal(first[name], other[name])
+        # LeCun normal: std ~ 1/sqrt(fan_in), so the activations stay of order 1
+        fan_in = math.prod(shapes[name][:-1])
+        assert 0.5 < first[name].std() * math.sqrt(fan_in) < 1.5
+    assert np.all(first["Dense_0_bias"] == 0)
+
+
+def test_fit_start_comes_from_the_sample_seed(small_cnn):
+    from jaxpm import sampling
+
+    s = small_cnn.spec.sample
+    assert s.start == "flax"  # the packaged config's fit
+    first = sampling._start_point(small_cnn, s, 7)
+    assert list(first) == [v.name for v in small_cnn.model.value_vars]
+    again, other = sampling._start_point(small_cnn, s, 7), sampling._start_point(small_cnn, s, 8)
+    assert all(np.array_equal(first[k], again[k]) for k in first)
+    assert not np.array_equal(first["Conv_0_kernel"], other["Conv_0_kernel"])
+    assert sampling._start_point(small_cnn, s.model_copy(update={"start": "initial"}), 7) is None
+
+
+def test_inference_dtype_is_for_the_fit_only(small_cnn):
+    """cnn.inference_dtype: float32 rebuilds the model for the fit; evaluation keeps float64."""
+    from jaxpm import sampling
+
+    assert (small_cnn.spec.cnn.dtype, small_cnn.spec.cnn.inference_dtype) == ("float64", "float32")
+    fit_model = sampling._inference_model(small_cnn, small_cnn.model)
+    assert fit_model is not small_cnn.model
+    assert [v.name for v in fit_model.value_vars] == [v.name for v in small_cnn.model.value_vars]
+    point = sampling._start_point(small_cnn, small_cnn.spec.sample, 1)
+    lp64 = float(small_cnn.model.compile_logp()(point))
+    lp32 = float(fit_model.compile_logp()(point))
+    assert lp32 != lp64 and lp32 == pytest.approx(lp64, rel=1e-5)  # float32 rounding, no more
+    same = prepare("cnn", ["check_grad.enabled=false", *SMALL, "cnn.inference_dtype=null"])
+    assert sampling._inference_model(same, same.model) is same.model
