@@ -935,3 +935,21 @@ def test_pickled_nuts_step_method(models):
     logp, dlogp = func(np.zeros(3))
     np.testing.assert_allclose(logp, 3 * LOGP_1 + sum(SEED["exp"]["terms"][1]), rtol=RTOL)
     np.testing.assert_allclose(dlogp, SEED["exp"]["dlogp"], rtol=RTOL, atol=ATOL)
+
+
+def test_forward_grad_on_the_jax_backend_takes_python_number_constants():
+    """A scalar constant reaches the jaxified function as a Python float (no ``.shape``);
+    the forward-mode custom_vjp must still differentiate (this broke nutpie's JAX backend)."""
+    import jax
+    import pymc as pm
+    import pytensor.tensor as pt
+    from pymc.sampling.jax import get_jaxified_logp
+
+    op = jax_op(lambda x, c: c * jnp.sin(x), grad="forward")
+    with pm.Model() as model:
+        x = pm.Normal("x", shape=3)
+        pm.Potential("pot", pt.sum(op(x, pt.constant(2.0))))
+    logp = get_jaxified_logp(model)  # +logp (PyMC's default negative_logp=True is a misnomer)
+    point = np.array([0.1, -0.4, 1.3])
+    grad = np.asarray(jax.grad(lambda v: logp([v]))(jnp.asarray(point)))
+    np.testing.assert_allclose(grad, -point + 2.0 * np.cos(point), rtol=1e-12)
