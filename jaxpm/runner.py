@@ -61,6 +61,10 @@ def prepare(config, overrides=None, progress: Progress | None = None) -> Prepare
         model, ctx = build(spec)
         try:
             point = be.evaluation_point(model, spec)
+            if spec.sample.enabled and spec.sample.initvals:
+                from jaxpm.sampling import initvals
+
+                initvals(model, spec.sample)  # a bad start fails here, before anything is written
         except ConfigError as e:
             raise e.within(spec.label) from None
     return Prepared(spec, model, ctx, time.perf_counter() - start, point)

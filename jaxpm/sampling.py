@@ -131,6 +131,9 @@ def sample_and_save(
         "chains": s.chains if s.sampler in NUTS_SAMPLERS else 1,
         "cores": None,
         "target_accept": s.target_accept if s.sampler in NUTS_SAMPLERS else None,
+        "mass_matrix": s.mass_matrix if s.sampler in NUTS_SAMPLERS else None,
+        "jitter": s.jitter if s.sampler in NUTS_SAMPLERS else None,
+        "initvals": sorted(s.initvals) if s.sampler in NUTS_SAMPLERS else None,
         "seed": seed,
         "ok": False,
         "message": None,
@@ -209,8 +212,9 @@ def _describe(s) -> str:
     if s.sampler == "advi":
         return f"ADVI, {s.iterations} iterations, then {s.draws} draws"
     if s.sampler == "map":
-        return "find_MAP (one point)"
-    return f"{s.sampler}, {s.chains} chains x ({s.tune} tune + {s.draws} draws)"
+        return f"find_MAP (one point, at most {s.iterations} evaluations)"
+    extra = "" if s.mass_matrix == "diag" else f", {s.mass_matrix} mass matrix"
+    return f"{s.sampler}, {s.chains} chains x ({s.tune} tune + {s.draws} draws){extra}"
 
 
 def _draw(model, s, seed: int, progress: Progress, prep=None) -> Draws:
@@ -227,8 +231,17 @@ def _draw(model, s, seed: int, progress: Progress, prep=None) -> Draws:
 
 
 def _nuts(model, s, seed: int, progress: Progress) -> Draws:
+    """NUTS through PyMC's front door, ``pm.sample(nuts_sampler=...)``; nutpie through its
+    own PyMC front door (:func:`_nutpie`), since ``pm.sample`` passes it no start point.
+
+    ``s.mass_matrix``, ``s.jitter`` and ``s.initvals`` become each sampler's own settings:
+    PyMC's ``init`` ("jitter+adapt_diag", "adapt_full", ...), numpyro's ``dense_mass`` and
+    blackjax's ``is_mass_matrix_full`` (full), nutpie's ``low_rank_modified_mass_matrix``.
+    """
     import pymc as pm
 
+    if s.sampler == "nutpie":
+        return _nutpie(model, s, seed, progress)
     var_names = [v.name for v in (*model.free_RVs, *model.deterministics)]
     kwargs: dict[str, Any] = dict(
         draws=s.draws,
@@ -241,21 +254,16 @@ def _nuts(model, s, seed: int, progress: Progress) -> Draws:
         compute_convergence_checks=False,
         return_inferencedata=True,
         model=model,
+        initvals=initvals(model, s) or None,
     )
     info: dict[str, Any] = {}
     spinner = contextlib.nullcontext()
     patch = contextlib.nullcontext()
-    if s.sampler == "nutpie":
-        nk: dict[str, Any] = {"backend": "jax", "gradient_backend": "jax"}
-        if s.cores:
-            nk["cores"] = s.cores
-        if _n_dim(model) <= STORE_DIVERGENCES_MAX_DIM:
-            nk["store_divergences"] = True
-        kwargs.update(nuts_sampler="nutpie", nuts_sampler_kwargs=nk)
-        info.update(cores=s.cores or min(s.chains, _cpu_count()), backend="jax")
-    elif s.sampler == "pymc":
+    if s.sampler == "pymc":
         cores = s.cores or PYMC_DEFAULT_CORES
-        kwargs.update(nuts_sampler="pymc", cores=cores, discard_tuned_samples=False)
+        adapt = "adapt_full" if s.mass_matrix == "full" else "adapt_diag"
+        kwargs.update(nuts_sampler="pymc", cores=cores, discard_tuned_samples=False,
+                      init=f"jitter+{adapt}" if s.jitter else adapt)
         info.update(cores=cores, backend="c")
         if cores > 1 and s.chains > 1:
             kwargs["mp_ctx"] = "forkserver" if sys.platform != "win32" else "spawn"
@@ -268,8 +276,11 @@ def _nuts(model, s, seed: int, progress: Progress) -> Draws:
             method = "parallel"
         else:
             method = "sequential" if s.sampler == "numpyro" else "vectorized"
-        kwargs.update(nuts_sampler=s.sampler, nuts_sampler_kwargs={"chain_method": method})
-        info.update(cores=min(devices, s.chains), chain_method=method, backend="jax")
+        nk: dict[str, Any] = {"chain_method": method, "jitter": s.jitter}
+        if s.mass_matrix == "full":
+            nk["nuts_kwargs"] = {"dense_mass": True} if s.sampler == "numpyro" else {"is_mass_matrix_full": True}
+        kwargs.update(nuts_sampler=s.sampler, nuts_sampler_kwargs=nk)
+        info.update(cores=min(devices, s.chains, _cpu_count()), devices=devices, chain_method=method, backend="jax")
         if s.sampler == "blackjax":
             kwargs["progressbar"] = False  # pymc's blackjax progress bar needs blackjax < 1.6
             spinner = progress.step(f"sampling with blackjax ({method} chains)")
@@ -278,18 +289,99 @@ def _nuts(model, s, seed: int, progress: Progress) -> Draws:
     with spinner, patch:
         idata = pm.sample(**kwargs)
     wall = time.perf_counter() - start
-    if s.sampler in ("nutpie", "pymc"):
-        # the sampler's own clock: without building the logp function (nutpie: JAX
-        # still compiles it on the first call, inside this time)
+    if s.sampler == "pymc":
+        # the sampler's own clock: tuning and draws, without compiling the logp function
         sampling = idata.posterior.attrs.get("sampling_time")
         sampling = float(sampling) if sampling is not None else wall
-        info["sampling_seconds_include_compile"] = s.sampler == "nutpie"
+        info["sampling_seconds_include_compile"] = False
     else:
         # numpyro/blackjax: XLA compiles the whole sampler, inseparably, and PyMC's clock
         # stops before blackjax's asynchronous work is done: the wall time is the honest one
         sampling = wall
         info["sampling_seconds_include_compile"] = True
     return Draws(idata, wall, sampling, info)
+
+
+def _nutpie(model, s, seed: int, progress: Progress) -> Draws:
+    """nutpie with its JAX backend (every jaxpm model holds JAX Ops, which only JAX can
+    compile into one program), through ``nutpie.compile_pymc_model`` + ``nutpie.sample``:
+    what ``pm.sample(nuts_sampler="nutpie")`` does, plus the start point (``initvals``,
+    ``jitter``), which ``pm.sample`` does not pass on. Chains run in threads, one per core;
+    JAX releases the GIL while it computes, so two chains keep two cores busy."""
+    import nutpie
+    import pymc as pm
+    from pymc.backends.arviz import coords_and_dims_for_inferencedata, find_constants, find_observations
+
+    start = time.perf_counter()
+    compiled = compile_nutpie(model, s)
+    cores = s.cores or min(s.chains, _cpu_count())
+    kwargs: dict[str, Any] = dict(
+        draws=s.draws,
+        tune=s.tune,
+        chains=s.chains,
+        cores=cores,
+        target_accept=s.target_accept,
+        seed=seed,
+        progress_bar=progress.enabled,
+        low_rank_modified_mass_matrix=s.mass_matrix == "low_rank",
+    )
+    if _n_dim(model) <= STORE_DIVERGENCES_MAX_DIM:
+        kwargs["store_divergences"] = True
+    begin = time.perf_counter()
+    idata = nutpie.sample(compiled, **kwargs)
+    end = time.perf_counter()
+    coords, dims = coords_and_dims_for_inferencedata(model)
+    for group, data in (("observed_data", find_observations(model)), ("constant_data", find_constants(model))):
+        if data:
+            idata.add_groups({group: pm.backends.arviz.dict_to_dataset(
+                data, library=pm, coords=coords, dims=dims, default_dims=[])})
+    idata.posterior.attrs["sampling_time"] = end - begin
+    # nutpie's clock includes JAX compiling the logp on its first call
+    info = {"cores": cores, "backend": "jax", "sampling_seconds_include_compile": True}
+    return Draws(idata, end - start, end - begin, info)
+
+
+def compile_nutpie(model, s):
+    """``nutpie.compile_pymc_model`` with the JAX backend, starting where ``s`` says:
+    ``s.initvals`` over the model's initial point, jittered unless ``s.jitter`` is false."""
+    import nutpie
+
+    var_names = [v.name for v in (*model.free_RVs, *model.deterministics)]
+    return nutpie.compile_pymc_model(
+        model,
+        backend="jax",
+        gradient_backend="jax",
+        var_names=var_names,
+        initial_points=initvals(model, s) or None,
+        jitter_rvs=None if s.jitter else set(),
+    )
+
+
+def initvals(model, s) -> dict[str, np.ndarray]:
+    """``sample.initvals`` as arrays of each free variable's shape; a name that is not a
+    free variable, or a value of the wrong shape or outside its support, is a ConfigError."""
+    from jaxpm.errors import ConfigError, did_you_mean
+
+    free = {rv.name: rv for rv in model.free_RVs}
+    out = {}
+    point = model.initial_point()
+    for name, value in s.initvals.items():
+        key = f"sample.initvals.{name}"
+        if name not in free:
+            raise ConfigError(key, f"{name!r} is not a free variable of the model{did_you_mean(name, list(free))}")
+        rv = free[name]
+        value_var = model.rvs_to_values[rv]
+        shape = np.shape(point[value_var.name])
+        try:
+            array = np.broadcast_to(np.asarray(value, dtype=rv.dtype), shape).copy()
+        except (TypeError, ValueError):
+            raise ConfigError(key, f"expected a number or a list of shape {list(shape)}, got {value!r}") from None
+        transform = model.rvs_to_transforms.get(rv)
+        inner = transform.forward(array, *rv.owner.inputs).eval() if transform is not None else array
+        if not np.all(np.isfinite(inner)):
+            raise ConfigError(key, f"{value!r} is outside the support of {name}")
+        out[name] = array
+    return out
 
 
 def _advi(model, s, seed: int, progress: Progress, start: dict | None = None) -> Draws:

@@ -536,6 +536,15 @@ ADVI_OPTIMIZERS = ("adagrad_window", "adam", "adamax", "adagrad", "rmsprop", "ad
 FITS = ("advi", "map")
 
 
+MASS_MATRICES = {
+    "nutpie": ("diag", "low_rank"),
+    "pymc": ("diag", "full"),
+    "numpyro": ("diag", "full"),
+    "blackjax": ("diag", "full"),
+}
+"""The mass matrices each NUTS sampler adapts (``sample.mass_matrix``)."""
+
+
 class Sample(Section):
     """``sample:``: draw from the posterior (off unless enabled).
 
@@ -546,6 +555,13 @@ class Sample(Section):
         start_sigma: null     # advi: first std of every mean-field normal (null: PyMC's 0.69)
         optimizer: adagrad_window   # advi: any of ADVI_OPTIMIZERS (pm.adam, ...)
         learning_rate: null   # advi: the optimiser's step size (null: PyMC's default)
+
+    NUTS samplers take::
+
+        mass_matrix: diag     # diag | low_rank (nutpie) | full (pymc, numpyro, blackjax)
+        jitter: true          # start each chain at the initial point plus Uniform(-1, 1)
+                              # noise in the unconstrained space (PyMC's default); false: no noise
+        initvals: {}          # {free variable: value} overriding the model's initial point
     """
 
     enabled: bool = False
@@ -561,12 +577,23 @@ class Sample(Section):
     start_sigma: Float | None = Field(None, gt=0)  # advi; unconstrained space
     optimizer: Literal[ADVI_OPTIMIZERS] = "adagrad_window"  # advi
     learning_rate: Float | None = Field(None, gt=0)  # advi; None: the optimiser's default
+    mass_matrix: Literal["diag", "low_rank", "full"] = "diag"  # NUTS samplers
+    jitter: bool = True  # NUTS samplers
+    initvals: dict[str, Any] = Field(default_factory=dict)  # NUTS samplers; checked against the model
 
     @model_validator(mode="after")
     def _start_for_fits(self) -> "Sample":
         if self.start != "initial" and self.sampler not in FITS:
             _fail(f"{self.start} is a start for the fits ({' and '.join(FITS)}); {self.sampler} chooses its "
                   "own: set sample.start=initial", "start")
+        return self
+
+    @model_validator(mode="after")
+    def _mass_matrix_supported(self) -> "Sample":
+        supported = MASS_MATRICES.get(self.sampler, ("diag",))
+        if self.mass_matrix not in supported:
+            _fail(f"{self.sampler} has no {self.mass_matrix} mass matrix; it supports "
+                  f"{', '.join(supported)}", "mass_matrix")
         return self
 
 
@@ -858,7 +885,7 @@ _BOUNDS = {"greater_than": ("gt", ">"), "greater_than_equal": ("ge", ">="),
 #: How a Literal field's values are called in "'cuda' is not a backend".
 _NOUNS = {"backends": "backend", "sampler": "sampler", "sensitivity": "sensitivity mode",
           "source": "data source", "dtype": "dtype", "inference_dtype": "dtype", "start": "start point",
-          "optimizer": "stochastic optimiser"}
+          "optimizer": "stochastic optimiser", "mass_matrix": "mass matrix"}
 
 
 def _config_error(exc: ValidationError, data: Any, label: str) -> ConfigError:

@@ -144,6 +144,11 @@ CASES = [
     Case("flax_start_for_nuts", "sample.start", ("flax is a start for the fits (advi and map)", "nutpie chooses its own", "sample.start=initial"), CNN, _set("sample", "sampler", "nutpie")),
     Case("flax_start_without_a_cnn", "sample.start", ("flax initialises a CNN's network", "experiment 'exp' has none"), EXP, lambda d: d["sample"].update(sampler="map", start="flax")),
     Case("unknown_inference_dtype", "cnn.inference_dtype", ("'float16' is not a dtype",), CNN, _set("cnn", "inference_dtype", "float16")),
+    Case("mass_matrix_not_offered", "sample.mass_matrix", ("pymc has no low_rank mass matrix", "it supports diag, full"), EXP, lambda d: d["sample"].update(sampler="pymc", mass_matrix="low_rank")),
+    Case("unknown_mass_matrix", "sample.mass_matrix", ("'dense' is not a mass matrix",), EXP, _set("sample", "mass_matrix", "dense")),
+    Case("initvals_unknown_variable", "sample.initvals.xx", ("'xx' is not a free variable", "did you mean 'x'"), EXP, lambda d: d["sample"].update(enabled=True, initvals={"xx": 1})),
+    Case("initvals_wrong_shape", "sample.initvals.x", ("expected a number or a list of shape [3]",), EXP, lambda d: d["sample"].update(enabled=True, initvals={"x": [1, 2]})),
+    Case("initvals_outside_support", "sample.initvals.noise", ("-1 is outside the support of noise",), ODE, lambda d: d["sample"].update(enabled=True, initvals={"noise": -1})),
     Case("duplicate_name", "likelihood.y0", ("'y0' is already used",), ODE, lambda d: d["likelihood"].update(y0=d["likelihood"].pop("llike"))),
 ]
 

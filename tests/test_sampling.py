@@ -317,3 +317,38 @@ def test_cnn_map_needs_a_random_start(runs, start, learns):
     else:
         assert s["heldout_accuracy"] <= 0.3, s
         assert np.all(kernel == 0)
+
+
+# ------------------------------------------------------------------ mass matrix, start, chains
+
+
+@pytest.mark.parametrize("sampler, mass_matrix", [("nutpie", "low_rank"), ("pymc", "full"), ("numpyro", "full")])
+def test_mass_matrix_choice_lands_the_posterior(runs, sampler, mass_matrix):
+    result = runs("exp", f"sample.sampler={sampler}", f"sample.mass_matrix={mass_matrix}", *SHORT)
+    s = result.info["sampling"]
+    assert s["ok"] is True
+    x = _posterior(result).posterior["x"].values.reshape(-1, 3)
+    se = x.std(axis=0) / np.sqrt(s["min_ess_bulk"])
+    np.testing.assert_array_less(np.abs(x.mean(axis=0) - _exact_exp_posterior_means()), 5 * se + 0.05)
+
+
+@pytest.mark.parametrize("jitter", [False, True])
+def test_nutpie_starts_at_initvals(jitter):
+    from jaxpm.runner import prepare
+    from jaxpm.sampling import compile_nutpie
+
+    prep = prepare("exp", ["sample.enabled=true", "sample.initvals={x: [0.5, 0.6, 0.7]}", f"sample.jitter={jitter}"])
+    starts = [compile_nutpie(prep.model, prep.spec.sample)._make_initial_points(seed) for seed in (1, 2)]
+    for start in starts:  # x has no transform: the unconstrained start is x itself
+        if jitter:
+            assert np.all(np.abs(start - [0.5, 0.6, 0.7]) <= 1) and not np.allclose(start, [0.5, 0.6, 0.7])
+        else:
+            np.testing.assert_array_equal(start, [0.5, 0.6, 0.7])
+
+
+def test_numpyro_runs_chains_in_parallel_on_host_devices(runs):
+    import jax
+
+    assert jax.local_device_count() >= 4  # importing jaxpm asked for them
+    s = runs("exp", "sample.sampler=numpyro", *SHORT).info["sampling"]
+    assert s["chain_method"] == "parallel" and s["cores"] == 2
