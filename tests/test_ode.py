@@ -27,7 +27,7 @@ def test_sensitivities_agree_across_backends(sensitivity):
 
 
 def test_auto_sensitivity_is_forward_for_few_parameters():
-    prep = prepare("lotka_volterra", ["check_grad.enabled=false"])
+    prep = prepare("lotka_volterra", ["check_grad.enabled=false", "ode.sensitivity=auto"])
     assert prep.ctx.info["ode"]["sensitivity"] == "forward"
     assert prep.ctx.info["ode"]["scalar_parameters"] == 6
 
