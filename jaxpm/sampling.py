@@ -51,6 +51,7 @@ ESS over every scalar in the posterior divided by ``sampling_seconds``;
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import signal
 import sys
@@ -162,9 +163,10 @@ def sample_and_save(
             draws = _draw(model, s, seed, progress, prep)
         if interrupted():
             raise KeyboardInterrupt
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):
         raise
-    except Exception as e:  # noqa: BLE001 - any sampler failure is a result, not a crash
+    except BaseException as e:  # noqa: BLE001 - any sampler failure is a result, not a crash
+        # (BaseException: a panic in nutpie's Rust core arrives as pyo3's PanicException)
         out.update(ok=False, message=f"{s.sampler} raised {type(e).__name__}: {_what_failed(e)}",
                    files=files, warnings=sampler_warnings)
         progress.print(f"[red]sampling failed[/red]: {out['message']}")
@@ -218,30 +220,44 @@ def _describe(s) -> str:
 
 
 def _draw(model, s, seed: int, progress: Progress, prep=None) -> Draws:
+    """One sampler call. ``progress`` shows the sampler's own progress bar, or, with
+    ``sample.progressbar: false``, a spinner around the whole call."""
     if prep is not None:
         model = _inference_model(prep, model)
-    if s.sampler in NUTS_SAMPLERS:
-        return _nuts(model, s, seed, progress)
-    start = _start_point(prep, s, seed) if prep is not None else None
-    if s.sampler == "advi":
-        return _advi(model, s, seed, progress, start)
-    if s.sampler == "map":
-        return _map(model, s, seed, progress, start)
+    began = time.perf_counter()
+    found = _mode_start(model, s, seed, progress) if s.sampler in NUTS_SAMPLERS else None
+    if s.progressbar or not progress.enabled:
+        spinner = contextlib.nullcontext()
+    else:
+        spinner = progress.step(f"sampling with {s.sampler} (sample.progressbar is off)")
+        progress = Progress.quiet()
+    with spinner:
+        if s.sampler in NUTS_SAMPLERS:
+            return _nuts(model, s, seed, progress, found, began)
+        start = _start_point(prep, s, seed) if prep is not None else None
+        if s.sampler == "advi":
+            return _advi(model, s, seed, progress, start)
+        if s.sampler == "map":
+            return _map(model, s, seed, progress, start)
     raise ValueError(f"unknown sampler {s.sampler!r}")  # the spec rejects it first
 
 
-def _nuts(model, s, seed: int, progress: Progress) -> Draws:
+def _nuts(model, s, seed: int, progress: Progress, found=None, began: float | None = None) -> Draws:
     """NUTS through PyMC's front door, ``pm.sample(nuts_sampler=...)``; nutpie through its
     own PyMC front door (:func:`_nutpie`), since ``pm.sample`` passes it no start point.
 
     ``s.mass_matrix``, ``s.jitter`` and ``s.initvals`` become each sampler's own settings:
     PyMC's ``init`` ("jitter+adapt_diag", "adapt_full", ...), numpyro's ``dense_mass`` and
     blackjax's ``is_mass_matrix_full`` (full), nutpie's ``low_rank_modified_mass_matrix``.
+    ``found`` (:func:`_mode_start`) replaces the start point and jitter: one start per
+    chain around the mode. The wall clock runs from ``began`` (the mode search included).
     """
     import pymc as pm
 
+    began = time.perf_counter() if began is None else began
     if s.sampler == "nutpie":
-        return _nutpie(model, s, seed, progress)
+        return _nutpie(model, s, seed, progress, found, began)
+    jitter = s.jitter and found is None  # chains around the mode are spread already
     var_names = [v.name for v in (*model.free_RVs, *model.deterministics)]
     kwargs: dict[str, Any] = dict(
         draws=s.draws,
@@ -254,16 +270,16 @@ def _nuts(model, s, seed: int, progress: Progress) -> Draws:
         compute_convergence_checks=False,
         return_inferencedata=True,
         model=model,
-        initvals=initvals(model, s) or None,
+        initvals=found.points if found else initvals(model, s) or None,
     )
-    info: dict[str, Any] = {}
+    info: dict[str, Any] = _start_info(found)
     spinner = contextlib.nullcontext()
     patch = contextlib.nullcontext()
     if s.sampler == "pymc":
         cores = s.cores or PYMC_DEFAULT_CORES
         adapt = "adapt_full" if s.mass_matrix == "full" else "adapt_diag"
         kwargs.update(nuts_sampler="pymc", cores=cores, discard_tuned_samples=False,
-                      init=f"jitter+{adapt}" if s.jitter else adapt)
+                      init=f"jitter+{adapt}" if jitter else adapt)
         info.update(cores=cores, backend="c")
         if cores > 1 and s.chains > 1:
             kwargs["mp_ctx"] = "forkserver" if sys.platform != "win32" else "spawn"
@@ -276,7 +292,7 @@ def _nuts(model, s, seed: int, progress: Progress) -> Draws:
             method = "parallel"
         else:
             method = "sequential" if s.sampler == "numpyro" else "vectorized"
-        nk: dict[str, Any] = {"chain_method": method, "jitter": s.jitter}
+        nk: dict[str, Any] = {"chain_method": method, "jitter": jitter}
         if s.mass_matrix == "full":
             nk["nuts_kwargs"] = {"dense_mass": True} if s.sampler == "numpyro" else {"is_mass_matrix_full": True}
         kwargs.update(nuts_sampler=s.sampler, nuts_sampler_kwargs=nk)
@@ -285,10 +301,9 @@ def _nuts(model, s, seed: int, progress: Progress) -> Draws:
             kwargs["progressbar"] = False  # pymc's blackjax progress bar needs blackjax < 1.6
             spinner = progress.step(f"sampling with blackjax ({method} chains)")
             patch = _blackjax_compat()
-    start = time.perf_counter()
     with spinner, patch:
         idata = pm.sample(**kwargs)
-    wall = time.perf_counter() - start
+    wall = time.perf_counter() - began
     if s.sampler == "pymc":
         # the sampler's own clock: tuning and draws, without compiling the logp function
         sampling = idata.posterior.attrs.get("sampling_time")
@@ -302,7 +317,29 @@ def _nuts(model, s, seed: int, progress: Progress) -> Draws:
     return Draws(idata, wall, sampling, info)
 
 
-def _nutpie(model, s, seed: int, progress: Progress) -> Draws:
+def _mode_start(model, s, seed: int, progress: Progress):
+    """``sample.start: mode``: :func:`jaxpm.starts.mode_start`, reported; else None."""
+    if s.start != "mode":
+        return None
+    from jaxpm.starts import mode_start
+
+    with progress.step(f"finding the posterior mode from {s.restarts} starts (sample.start: mode)"):
+        found = mode_start(model, s, seed)
+    modes = found.info["modes"]
+    several = (f"; {len(modes)} modes: " + ", ".join(f"logp {m['logp']:.1f} ({m['restarts']}x)" for m in modes[:4])
+               if len(modes) > 1 else "")
+    progress.print(f"chains start around the mode (logp {found.logp:.2f}, spread: {found.info['spread']}){several}")
+    return found
+
+
+def _start_info(found) -> dict[str, Any]:
+    """run.json: how the chains started (``start``, and ``start_mode`` for ``mode``)."""
+    if found is None:
+        return {"start": "initial"}
+    return {"start": "mode", "start_mode": {"logp": found.logp, **found.info}}
+
+
+def _nutpie(model, s, seed: int, progress: Progress, found=None, began: float | None = None) -> Draws:
     """nutpie with its JAX backend (every jaxpm model holds JAX Ops, which only JAX can
     compile into one program), through ``nutpie.compile_pymc_model`` + ``nutpie.sample``:
     what ``pm.sample(nuts_sampler="nutpie")`` does, plus the start point (``initvals``,
@@ -312,8 +349,11 @@ def _nutpie(model, s, seed: int, progress: Progress) -> Draws:
     import pymc as pm
     from pymc.backends.arviz import coords_and_dims_for_inferencedata, find_constants, find_observations
 
-    start = time.perf_counter()
+    start = time.perf_counter() if began is None else began
     compiled = compile_nutpie(model, s)
+    if found is not None:
+        # nutpie asks its initial-point function for each chain's start by seed
+        compiled = dataclasses.replace(compiled, _make_initial_points=found.flat_start)
     cores = s.cores or min(s.chains, _cpu_count())
     kwargs: dict[str, Any] = dict(
         draws=s.draws,
@@ -337,7 +377,7 @@ def _nutpie(model, s, seed: int, progress: Progress) -> Draws:
                 data, library=pm, coords=coords, dims=dims, default_dims=[])})
     idata.posterior.attrs["sampling_time"] = end - begin
     # nutpie's clock includes JAX compiling the logp on its first call
-    info = {"cores": cores, "backend": "jax", "sampling_seconds_include_compile": True}
+    info = {**_start_info(found), "cores": cores, "backend": "jax", "sampling_seconds_include_compile": True}
     return Draws(idata, end - start, end - begin, info)
 
 

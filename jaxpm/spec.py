@@ -562,6 +562,16 @@ class Sample(Section):
         jitter: true          # start each chain at the initial point plus Uniform(-1, 1)
                               # noise in the unconstrained space (PyMC's default); false: no noise
         initvals: {}          # {free variable: value} overriding the model's initial point
+        start: initial        # initial: the initial point above, jittered
+                              # mode: around the posterior mode, found by L-BFGS from
+                              # `restarts` jittered initial points (jaxpm.starts); each
+                              # chain at a draw from the Laplace approximation there
+        restarts: 16          # start: mode: how many L-BFGS runs look for the mode
+
+    Every sampler takes ``progressbar: true`` (its own live progress bar); ``false`` shows
+    a spinner instead. numpyro's bar is a host callback compiled into the sampler, and
+    JAX's compilation cache keeps no program with one: without the bar, a second run of
+    the same model loads the compiled sampler instead of compiling it again.
     """
 
     enabled: bool = False
@@ -573,19 +583,31 @@ class Sample(Section):
     target_accept: Float = Field(0.8, gt=0, lt=1)
     iterations: Int = Field(20000, gt=0)  # advi: steps; map: most logp+gradient evaluations
     seed: Int | None = Field(None, ge=0)  # None: the top-level seed
-    start: Literal["initial", "flax"] = "initial"  # where advi's means / map's optimiser start
+    start: Literal["initial", "flax", "mode"] = "initial"  # fits: flax; NUTS samplers: mode
     start_sigma: Float | None = Field(None, gt=0)  # advi; unconstrained space
     optimizer: Literal[ADVI_OPTIMIZERS] = "adagrad_window"  # advi
     learning_rate: Float | None = Field(None, gt=0)  # advi; None: the optimiser's default
     mass_matrix: Literal["diag", "low_rank", "full"] = "diag"  # NUTS samplers
     jitter: bool = True  # NUTS samplers
     initvals: dict[str, Any] = Field(default_factory=dict)  # NUTS samplers; checked against the model
+    progressbar: bool = True
+    restarts: Int = Field(16, gt=0)  # start: mode
 
     @model_validator(mode="after")
-    def _start_for_fits(self) -> "Sample":
-        if self.start != "initial" and self.sampler not in FITS:
-            _fail(f"{self.start} is a start for the fits ({' and '.join(FITS)}); {self.sampler} chooses its "
-                  "own: set sample.start=initial", "start")
+    def _start_for_sampler(self) -> "Sample":
+        if self.start == "flax" and self.sampler not in FITS:
+            _fail(f"flax is a start for the fits ({' and '.join(FITS)}); for {self.sampler} set "
+                  "sample.start=initial or mode", "start")
+        if self.start == "mode" and self.sampler in FITS:
+            _fail(f"mode is a start for NUTS chains; {self.sampler} starts from initial or flax: "
+                  "set sample.start=initial", "start")
+        return self
+
+    @model_validator(mode="after")
+    def _nutpie_tunes(self) -> "Sample":
+        if self.sampler == "nutpie" and self.tune == 0:
+            _fail("nutpie needs at least one tuning step (its adaptation panics on 0): "
+                  "set sample.tune >= 1", "tune")
         return self
 
     @model_validator(mode="after")

@@ -1,0 +1,215 @@
+"""Where NUTS chains start when ``sample.start: mode``: around the posterior mode.
+
+PyMC starts every chain at the model's initial point (each prior's support point, or
+``sample.initvals``) plus Uniform(-1, 1) noise in the unconstrained space. When the
+posterior has a minor mode, such a start can leave a chain there for good: on the
+Lotka-Volterra posterior, jittered starts at the prior means sent a chain to a poor fit
+(logp 40 below the main mode) at three seeds out of six, and max r_hat was 1.5.
+
+:func:`mode_start` looks before it leaps:
+
+1. L-BFGS (scipy) on the unconstrained log density, Jacobian terms included, with its
+   value and gradient jitted by JAX, from ``sample.restarts`` points: the initial point
+   with PyMC's jitter, one seed per restart. A restart whose start or optimum has a
+   non-finite logp (a failed ODE solve) is dropped.
+2. The best optimum is the mode. Every distinct optimum found is reported (its logp and
+   how many restarts reached it): more than one means the posterior has several modes.
+3. The Hessian at the mode, from central differences of the gradient (a gradient through
+   an ODE adjoint has no forward-mode derivative), gives the Laplace approximation
+   ``N(mode, H^-1)``.
+4. Each chain starts at its own draw from that approximation: spread as far as the
+   posterior is wide, so that r_hat still compares chains that started apart, but not
+   across a valley into another mode. With ``jitter: false``, or where the Hessian is not
+   positive definite, or the model has more than :data:`MAX_LAPLACE_DIM` dimensions,
+   every chain starts at the mode itself.
+
+On Lotka-Volterra this takes about 1 s (after compiling the gradient), and 16 restarts
+found the main mode 6 times and the minor one 10 times.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+MAX_LAPLACE_DIM = 200
+"""Above this many unconstrained dimensions the Hessian (2 gradients per dimension) is
+not worth it: chains start at the mode."""
+
+LBFGS_MAX_ITERATIONS = 500
+"""L-BFGS iterations per restart: a restart that has not converged by then is kept as it
+is (its logp still counts)."""
+
+SAME_MODE_LOGP = 1e-2
+"""Two optima whose logp differ by less than this are reported as the same mode."""
+
+
+@dataclass
+class ModeStart:
+    """What :func:`mode_start` found, and the chains' starting points.
+
+    ``points[c]`` is chain ``c``'s start as free variable -> value (constrained, what
+    ``pm.sample(initvals=...)`` takes); ``flat[c]`` is the same start unconstrained and
+    flattened in ``model.value_vars`` order (what nutpie takes).
+    """
+
+    mode: np.ndarray
+    logp: float
+    points: list[dict[str, np.ndarray]]
+    flat: list[np.ndarray]
+    laplace_sd: np.ndarray | None
+    info: dict[str, Any] = field(default_factory=dict)
+    _handed_out: Any = field(default_factory=itertools.count, repr=False)
+    _lock: Any = field(default_factory=threading.Lock, repr=False)
+
+    def flat_start(self, seed: int) -> np.ndarray:
+        """The next chain's start, whatever the ``seed``: nutpie asks once per chain, from
+        its worker threads, with a random 64-bit seed (two chains' seeds could agree
+        modulo the number of chains; the calls cannot)."""
+        with self._lock:
+            return self.flat[next(self._handed_out) % len(self.flat)]
+
+
+def mode_start(model, s, seed: int) -> ModeStart:
+    """Find the posterior mode from ``s.restarts`` jittered starts and draw one start per
+    chain (``s.chains``) from the Laplace approximation there (see the module docstring).
+
+    Raises ``RuntimeError`` when no restart reaches a finite logp.
+    """
+    import pymc as pm
+    import scipy.optimize
+
+    began = time.perf_counter()
+    value_vars = list(model.value_vars)
+    names = [v.name for v in value_vars]
+    flatten, unflatten = _flattening(model, names)
+    value_and_grad = _neg_logp_and_grad(model, unflatten)
+
+    def objective(x):
+        v, g = value_and_grad(x)
+        return (v, g) if np.isfinite(v) and np.all(np.isfinite(g)) else (np.inf, np.zeros_like(x))
+
+    from jaxpm.sampling import initvals
+
+    jittered = pm.initial_point.make_initial_point_fn(
+        model=model,
+        overrides=initvals(model, s) or None,
+        jitter_rvs=set(model.free_RVs),
+        return_transformed=True,
+    )
+    seeds = np.random.SeedSequence(seed).generate_state(s.restarts)
+    optima: list[tuple[float, np.ndarray]] = []
+    evaluations = 0
+    for restart_seed in seeds:
+        x0 = flatten(jittered(int(restart_seed)))
+        if not np.isfinite(objective(x0)[0]):
+            continue
+        r = scipy.optimize.minimize(objective, x0, jac=True, method="L-BFGS-B",
+                                    options={"maxiter": LBFGS_MAX_ITERATIONS})
+        evaluations += int(r.nfev)
+        if np.isfinite(r.fun):
+            optima.append((float(r.fun), np.asarray(r.x, dtype=float)))
+    if not optima:
+        raise RuntimeError(
+            f"start: mode found no finite logp from {s.restarts} jittered starts; "
+            "set sample.initvals nearer the data, or sample.start=initial"
+        )
+    optima.sort(key=lambda o: o[0])
+    best_neg, mode = optima[0]
+
+    sd = None
+    spread = "none (jitter: false)"
+    chol = None
+    if s.jitter:
+        if mode.size > MAX_LAPLACE_DIM:
+            spread = f"none ({mode.size} dimensions; the Laplace approximation needs at most {MAX_LAPLACE_DIM})"
+        else:
+            hessian = _hessian(objective, mode)
+            try:
+                chol = np.linalg.cholesky(hessian)
+            except np.linalg.LinAlgError:
+                spread = "none (the Hessian at the mode is not positive definite)"
+            else:
+                spread = "laplace"
+                sd = np.sqrt(np.diag(np.linalg.inv(hessian)))
+    rng = np.random.default_rng([seed, s.restarts])
+    flat = []
+    for _ in range(s.chains):
+        x = mode if chol is None else mode + np.linalg.solve(chol.T, rng.standard_normal(mode.size))
+        flat.append(x)
+    constrained = pm.compile(value_vars, model.replace_rvs_by_values(model.free_RVs), mode="FAST_COMPILE")
+    rv_names = [rv.name for rv in model.free_RVs]
+    points = [dict(zip(rv_names, map(np.asarray, constrained(*unflatten(x))))) for x in flat]
+    info = {
+        "restarts": int(s.restarts),
+        "converged": len(optima),
+        "modes": _distinct_modes(optima),
+        "spread": spread,
+        "evaluations": evaluations,
+        "seconds": time.perf_counter() - began,
+    }
+    return ModeStart(mode, -best_neg, points, flat, sd, info)
+
+
+def _flattening(model, names: list[str]):
+    """(point dict -> flat vector, flat vector -> list of arrays) in ``names`` order."""
+    point = model.initial_point()
+    shapes = [np.shape(point[n]) for n in names]
+    sizes = [int(np.prod(shape)) for shape in shapes]
+    bounds = np.cumsum([0, *sizes])
+
+    def flatten(p: dict) -> np.ndarray:
+        return np.concatenate([np.ravel(np.asarray(p[n], dtype=float)) for n in names])
+
+    def unflatten(x):
+        return [x[a:b].reshape(shape) for a, b, shape in zip(bounds[:-1], bounds[1:], shapes)]
+
+    return flatten, unflatten
+
+
+def _neg_logp_and_grad(model, unflatten):
+    """-logp and its gradient of a flat unconstrained vector, one jitted JAX call (the
+    model's JAX Ops run inside it, as they do in numpyro)."""
+    import jax
+    import jax.numpy as jnp
+    from pymc.sampling.jax import get_jaxified_logp
+
+    neg_logp = get_jaxified_logp(model, negative_logp=False)  # PyMC's flag: False gives -logp
+    fn = jax.jit(jax.value_and_grad(lambda x: neg_logp(unflatten(x))))
+
+    def call(x):
+        v, g = fn(jnp.asarray(x, dtype=jnp.float64))
+        return float(v), np.asarray(g, dtype=float)
+
+    return call
+
+
+def _hessian(objective, x: np.ndarray) -> np.ndarray:
+    """Central differences of the gradient, symmetrised."""
+    n = x.size
+    h = 1e-3 * np.maximum(1.0, np.abs(x))
+    rows = np.empty((n, n))
+    for i in range(n):
+        step = np.zeros(n)
+        step[i] = h[i]
+        rows[i] = (objective(x + step)[1] - objective(x - step)[1]) / (2 * h[i])
+    return (rows + rows.T) / 2
+
+
+def _distinct_modes(optima: list[tuple[float, np.ndarray]]) -> list[dict[str, float | int]]:
+    """The optima's logp values, best first, with how many restarts reached each."""
+    modes: list[dict[str, float | int]] = []
+    for neg, _ in optima:
+        if modes and abs(-neg - modes[-1]["logp"]) < SAME_MODE_LOGP:
+            modes[-1]["restarts"] += 1
+        else:
+            modes.append({"logp": -neg, "restarts": 1})
+    return modes
+
+
+__all__ = ["ModeStart", "mode_start", "MAX_LAPLACE_DIM"]
