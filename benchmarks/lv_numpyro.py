@@ -64,8 +64,10 @@ def model(ts, pelts=None):
     numpyro.sample("pelts", dist.LogNormal(jnp.log(sol.ys), sigma), obs=pelts)
 
 
-def sample(*, draws: int = 1000, tune: int = 1000, chains: int = 4, seed: int = 0, progress: bool = False):
+def sample(*, draws: int = 1000, tune: int = 1000, chains: int = 4, seed: int = 0, progress: bool = False,
+           dense_mass: bool = False):
     """Run numpyro's NUTS; chains in parallel when JAX has a device per chain.
+    ``dense_mass``: numpyro's full mass matrix instead of its default diagonal one.
 
     Returns ``(idata, wall_seconds, chain_method)``: the wall time covers tracing, XLA
     compilation and sampling (numpyro compiles the whole sampler in one piece).
@@ -77,7 +79,7 @@ def sample(*, draws: int = 1000, tune: int = 1000, chains: int = 4, seed: int = 
     ts, pelts = load_data()
     method = "parallel" if jax.local_device_count() >= chains else "sequential"
     mcmc = MCMC(
-        NUTS(model, target_accept_prob=0.8),
+        NUTS(model, target_accept_prob=0.8, dense_mass=dense_mass),
         num_warmup=tune,
         num_samples=draws,
         num_chains=chains,
