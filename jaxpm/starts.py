@@ -23,8 +23,8 @@ Lotka-Volterra posterior, jittered starts at the prior means sent a chain to a p
    positive definite, or the model has more than :data:`MAX_LAPLACE_DIM` dimensions,
    every chain starts at the mode itself.
 
-On Lotka-Volterra this takes about 1 s (after compiling the gradient), and 16 restarts
-found the main mode 6 times and the minor one 10 times.
+On Lotka-Volterra this takes about 2 s, compiling the gradient included; its 16 restarts
+found the main mode 6 times and two minor ones 10 times (logp 24 and 40 lower).
 """
 
 from __future__ import annotations
