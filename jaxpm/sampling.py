@@ -39,8 +39,14 @@ What the run.json ``sampling`` block says about failed ODE solves, exactly:
   :data:`MAX_CHECK_DRAWS`, counted in ``draws_checked``); it is 0 unless something
   is wrong, since a failed solve has logp = -inf and cannot be accepted.
 
+Where NUTS chains started: ``start`` is ``initial`` (the model's initial point or
+``sample.initvals``, jittered unless ``jitter: false``) or ``mode``; then ``start_mode``
+holds what :func:`jaxpm.starts.mode_start` found: the best logp (unconstrained, Jacobian
+included), every distinct optimum with the number of restarts that reached it, how the
+chains were spread, and the seconds it took.
+
 Time and efficiency: ``wall_seconds`` is the whole sampler call (building and compiling
-the logp included); ``sampling_seconds`` is the sampler's own clock for nutpie (which
+the logp, and the mode search, included); ``sampling_seconds`` is the sampler's own clock for nutpie (which
 includes JAX compiling the logp on its first call) and pymc (tuning and draws only), and
 the wall time for numpyro and blackjax (XLA compiles the whole sampler in one piece;
 ``sampling_seconds_include_compile`` says which). ``ess_per_second`` is the smallest bulk
@@ -352,7 +358,7 @@ def _nutpie(model, s, seed: int, progress: Progress, found=None, began: float | 
     start = time.perf_counter() if began is None else began
     compiled = compile_nutpie(model, s)
     if found is not None:
-        # nutpie asks its initial-point function for each chain's start by seed
+        # nutpie asks its initial-point function once per chain; each call gets the next start
         compiled = dataclasses.replace(compiled, _make_initial_points=found.flat_start)
     cores = s.cores or min(s.chains, _cpu_count())
     kwargs: dict[str, Any] = dict(

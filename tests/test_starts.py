@@ -83,7 +83,7 @@ def test_lotka_volterra_has_minor_modes_and_the_search_finds_the_main_one():
     assert found.info["spread"] == "laplace" and len(found.points) == prep.spec.sample.chains
 
 
-@pytest.mark.parametrize("sampler", ["numpyro", "nutpie"])
+@pytest.mark.parametrize("sampler", ["numpyro", "nutpie", "pymc"])
 def test_runs_start_at_the_mode_and_say_so(tmp_path, sampler):
     from jaxpm.runner import run
 
