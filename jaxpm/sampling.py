@@ -308,7 +308,20 @@ def _nuts(model, s, seed: int, progress: Progress, found=None, began: float | No
             spinner = progress.step(f"sampling with blackjax ({method} chains)")
             patch = _blackjax_compat()
     with spinner, patch:
-        idata = pm.sample(**kwargs)
+        try:
+            idata = pm.sample(**kwargs)
+        except ValueError as e:
+            if info.get("chain_method") != "parallel" or not _fails_under_pmap(e):
+                raise
+            # diffrax's implicit solvers (Kvaerno5, ...) cannot be traced under pmap with
+            # this JAX: run the chains on one device instead, and say so
+            fallback = "sequential" if s.sampler == "numpyro" else "vectorized"
+            warnings.warn(f"parallel chains failed ({_first_line(e)[:80]}...), a known clash between "
+                          f"diffrax's implicit solvers and jax.pmap; ran the chains {fallback} instead",
+                          RuntimeWarning, stacklevel=1)
+            kwargs["nuts_sampler_kwargs"]["chain_method"] = fallback
+            info.update(chain_method=fallback, cores=1)
+            idata = pm.sample(**kwargs)
     wall = time.perf_counter() - began
     if s.sampler == "pymc":
         # the sampler's own clock: tuning and draws, without compiling the logp function
@@ -321,6 +334,18 @@ def _nuts(model, s, seed: int, progress: Progress, found=None, began: float | No
         sampling = wall
         info["sampling_seconds_include_compile"] = True
     return Draws(idata, wall, sampling, info)
+
+
+PMAP_FAILURES = (
+    "Closure-converted function called with different dynamic arguments",  # equinox, under pmap
+    "requires varying manual axes to match",  # jax's shard_map, which pmap now is
+)
+"""What tracing a diffrax implicit solve under ``jax.pmap`` raises with JAX 0.10 and
+equinox 0.13 (pure diffrax too: ``jax.pmap`` of a Kvaerno5 solve fails the same way)."""
+
+
+def _fails_under_pmap(e: BaseException) -> bool:
+    return any(text in str(e) for text in PMAP_FAILURES)
 
 
 def _mode_start(model, s, seed: int, progress: Progress):

@@ -352,3 +352,15 @@ def test_numpyro_runs_chains_in_parallel_on_host_devices(runs):
     assert jax.local_device_count() >= 4  # importing jaxpm asked for them
     s = runs("exp", "sample.sampler=numpyro", *SHORT).info["sampling"]
     assert s["chain_method"] == "parallel" and s["cores"] == 2
+
+
+@pytest.mark.parametrize("sampler, fallback", [("numpyro", "sequential"), ("blackjax", "vectorized")])
+def test_implicit_solver_chains_fall_back_from_pmap(runs, sampler, fallback):
+    """jax.pmap cannot trace a diffrax implicit solve (Kvaerno5) with this JAX and equinox:
+    the chains run on one device instead, and run.json says so."""
+    result = runs("ode", f"sample.sampler={sampler}", "ode.solver=Kvaerno5", *SHORT)
+    s = result.info["sampling"]
+    assert s["ok"] is True and s["chain_method"] == fallback and s["cores"] == 1
+    assert any("parallel chains failed" in w and "jax.pmap" in w for w in s["warnings"])
+    y0 = _posterior(result).posterior["y0"].values
+    assert abs(y0.mean() - 1.0) < 3 * y0.std() + 0.1
