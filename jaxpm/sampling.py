@@ -222,6 +222,7 @@ def _describe(s) -> str:
     if s.sampler == "map":
         return f"find_MAP (one point, at most {s.iterations} evaluations)"
     extra = "" if s.mass_matrix == "diag" else f", {s.mass_matrix} mass matrix"
+    extra += ", starting around the mode" if s.start == "mode" else ""
     return f"{s.sampler}, {s.chains} chains x ({s.tune} tune + {s.draws} draws){extra}"
 
 
