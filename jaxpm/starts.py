@@ -104,7 +104,7 @@ def mode_start(model, s, seed: int) -> ModeStart:
     )
     seeds = np.random.SeedSequence(seed).generate_state(s.restarts)
     optima: list[tuple[float, np.ndarray]] = []
-    evaluations = 0
+    evaluations = converged = 0
     for restart_seed in seeds:
         x0 = flatten(jittered(int(restart_seed)))
         if not np.isfinite(objective(x0)[0]):
@@ -112,6 +112,7 @@ def mode_start(model, s, seed: int) -> ModeStart:
         r = scipy.optimize.minimize(objective, x0, jac=True, method="L-BFGS-B",
                                     options={"maxiter": LBFGS_MAX_ITERATIONS})
         evaluations += int(r.nfev)
+        converged += bool(r.success)
         if np.isfinite(r.fun):
             optima.append((float(r.fun), np.asarray(r.x, dtype=float)))
     if not optima:
@@ -147,7 +148,8 @@ def mode_start(model, s, seed: int) -> ModeStart:
     points = [dict(zip(rv_names, map(np.asarray, constrained(*unflatten(x))))) for x in flat]
     info = {
         "restarts": int(s.restarts),
-        "converged": len(optima),
+        "finite": len(optima),  # restarts that ended at a finite logp
+        "converged": converged,  # ... and that L-BFGS says converged
         "modes": _distinct_modes(optima),
         "spread": spread,
         "evaluations": evaluations,

@@ -92,5 +92,5 @@ def test_runs_start_at_the_mode_and_say_so(tmp_path, sampler):
                          "sample.tune=100", "sample.chains=2", "sample.progressbar=false"])
     s = result.info["sampling"]
     assert s["ok"] is True and s["start"] == "mode"
-    assert s["start_mode"]["spread"] == "laplace" and s["start_mode"]["converged"] == 16
+    assert s["start_mode"]["spread"] == "laplace" and s["start_mode"]["finite"] == s["start_mode"]["converged"] == 16
     assert s["wall_seconds"] >= s["start_mode"]["seconds"]
