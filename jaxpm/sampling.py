@@ -249,7 +249,7 @@ def _draw(model, s, seed: int, progress: Progress, prep=None) -> Draws:
     raise ValueError(f"unknown sampler {s.sampler!r}")  # the spec rejects it first
 
 
-def _nuts(model, s, seed: int, progress: Progress, found=None, began: float | None = None) -> Draws:
+def _nuts(model, s, seed: int, progress: Progress, found, began: float) -> Draws:
     """NUTS through PyMC's front door, ``pm.sample(nuts_sampler=...)``; nutpie through its
     own PyMC front door (:func:`_nutpie`), since ``pm.sample`` passes it no start point.
 
@@ -261,7 +261,6 @@ def _nuts(model, s, seed: int, progress: Progress, found=None, began: float | No
     """
     import pymc as pm
 
-    began = time.perf_counter() if began is None else began
     if s.sampler == "nutpie":
         return _nutpie(model, s, seed, progress, found, began)
     jitter = s.jitter and found is None  # chains around the mode are spread already
@@ -371,7 +370,7 @@ def _start_info(found) -> dict[str, Any]:
     return {"start": "mode", "start_mode": {"logp": found.logp, **found.info}}
 
 
-def _nutpie(model, s, seed: int, progress: Progress, found=None, began: float | None = None) -> Draws:
+def _nutpie(model, s, seed: int, progress: Progress, found, began: float) -> Draws:
     """nutpie with its JAX backend (every jaxpm model holds JAX Ops, which only JAX can
     compile into one program), through ``nutpie.compile_pymc_model`` + ``nutpie.sample``:
     what ``pm.sample(nuts_sampler="nutpie")`` does, plus the start point (``initvals``,
@@ -381,7 +380,6 @@ def _nutpie(model, s, seed: int, progress: Progress, found=None, began: float | 
     import pymc as pm
     from pymc.backends.arviz import coords_and_dims_for_inferencedata, find_constants, find_observations
 
-    start = time.perf_counter() if began is None else began
     compiled = compile_nutpie(model, s)
     if found is not None:
         # nutpie asks its initial-point function once per chain; each call gets the next start
@@ -410,7 +408,7 @@ def _nutpie(model, s, seed: int, progress: Progress, found=None, began: float | 
     idata.posterior.attrs["sampling_time"] = end - begin
     # nutpie's clock includes JAX compiling the logp on its first call
     info = {**_start_info(found), "cores": cores, "backend": "jax", "sampling_seconds_include_compile": True}
-    return Draws(idata, end - start, end - begin, info)
+    return Draws(idata, end - began, end - begin, info)
 
 
 def compile_nutpie(model, s):
