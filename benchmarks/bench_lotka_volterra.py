@@ -36,11 +36,11 @@ import time
 import warnings
 from pathlib import Path
 
-import jaxpm  # noqa: F401  (x64, EQX_ON_ERROR=nan, host devices: before JAX starts)
-
 import numpy as np
 from rich.console import Console
 from rich.table import Table
+
+import jaxpm  # noqa: F401  (x64, EQX_ON_ERROR=nan, host devices: before JAX starts)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import lv_numpyro  # noqa: E402
@@ -146,12 +146,14 @@ def main(argv=None) -> int:
     for r in rows:
         r["ess_per_second"] = (r["min_ess_bulk"] or 0.0) / r["wall_seconds"]
 
-    table = Table(title=f"Lotka–Volterra, 4 x (1000 + 1000), {os.cpu_count()} cores, {jax.local_device_count()} JAX CPU devices")
+    devices = jax.local_device_count()
+    table = Table(title=f"Lotka–Volterra, 4 x (1000 + 1000), {os.cpu_count()} cores, {devices} JAX CPU devices")
     for col in ("implementation", "sampler", "wall s", "sampling s", "min bulk ESS", "min tail ESS", "max r_hat",
                 "divergences", "ESS / wall s"):
         table.add_column(col, justify="left" if col in ("implementation", "sampler") else "right")
     for r in rows:
-        table.add_row(r["name"], r["sampler"], _f(r["wall_seconds"]), _f(r["sampling_seconds"]), _f(r["min_ess_bulk"], "{:.0f}"),
+        table.add_row(r["name"], r["sampler"], _f(r["wall_seconds"]), _f(r["sampling_seconds"]),
+                      _f(r["min_ess_bulk"], "{:.0f}"),
                       _f(r["min_ess_tail"], "{:.0f}"), _f(r["max_r_hat"], "{:.3f}"), _f(r["divergences"], "{}"),
                       _f(r["ess_per_second"], "{:.2f}"))
     console.print(table)

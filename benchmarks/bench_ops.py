@@ -30,8 +30,6 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-import jaxpm  # noqa: F401  (jax_enable_x64 and EQX_ON_ERROR=nan, before anything is traced)
-
 import diffrax
 import flax.linen as nn
 import jax
@@ -45,6 +43,7 @@ from pytensor.link.jax.dispatch import jax_funcify
 from rich.console import Console
 from rich.table import Table
 
+import jaxpm  # noqa: F401  (jax_enable_x64 and EQX_ON_ERROR=nan, before anything is traced)
 from jaxpm import jax_op
 
 BACKENDS = {"C": "FAST_RUN", "JAX": "JAX"}
@@ -315,7 +314,7 @@ def cnn_problem(quick: bool) -> Problem:
 
         def unravel(x):
             params, start = {}, 0
-            for (layer, name, shape), size in zip(layout, sizes):
+            for (layer, name, shape), size in zip(layout, sizes, strict=False):
                 params.setdefault(layer, {})[name] = x[start : start + size].reshape(shape)
                 start += size
             return params
@@ -575,7 +574,8 @@ def prepare(row: Row, make: Callable[[], Callable], problem: Problem, reference)
     result = (float(lp), g)
     row.max_rel_err = 0.0 if reference is None else rel_err(result, reference)
     agree = "[green]✓[/]" if row.ok else "[red]✗[/]"
-    console.log(f"  {row.implementation:40s} {row.backend:4s} first call {fmt_time(row.first_call_s):>10s}  {agree} {row.max_rel_err:.0e}")
+    console.log(f"  {row.implementation:40s} {row.backend:4s} first call {fmt_time(row.first_call_s):>10s}  "
+                f"{agree} {row.max_rel_err:.0e}")
     return fn, result
 
 
@@ -617,7 +617,7 @@ def run_problem(problem: Problem, repeats: int | None) -> tuple[list[Row], float
             if build_error:
                 row.error = build_error
             else:
-                fn, _ = prepare(row, lambda m=mode: compile_pymc(problem, wrapped, m), problem, reference)
+                fn, _ = prepare(row, lambda m=mode, w=wrapped: compile_pymc(problem, w, m), problem, reference)
             compiled.append((row, fn))
     time_interleaved(compiled, problem, repeats or problem.repeats)
     rows = [row for row, _ in compiled]
@@ -709,7 +709,8 @@ def fmt_time(seconds: float) -> str:
 
 
 def table_for(problem: Problem, rows: list[Row], best_pure: float) -> Table:
-    table = Table(title=f"{problem.title}\nlogp+dlogp per call; best pure JAX = {fmt_time(best_pure)}", title_justify="left")
+    title = f"{problem.title}\nlogp+dlogp per call; best pure JAX = {fmt_time(best_pure)}"
+    table = Table(title=title, title_justify="left")
     table.add_column("implementation")
     table.add_column("backend")
     table.add_column("median", justify="right")
@@ -777,10 +778,12 @@ PROBLEMS = {"ode": post_ode_problem, "ode4": lv_problem, "cnn": cnn_problem}
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer ODE calls (20 warm-up, 200 timed); skip the CNN unless --only cnn")
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer ODE calls (20 warm-up, 200 timed); skip the CNN unless --only cnn")
     parser.add_argument("--json", metavar="PATH", help="write every median (and the targets) to this file")
     parser.add_argument("--only", choices=list(PROBLEMS), action="append", help="run only this model (repeatable)")
-    parser.add_argument("--repeats", type=int, help="timed calls per row, over all rounds (default: 500 ODE, 3 CNN; 200 ODE with --quick)")
+    parser.add_argument("--repeats", type=int,
+                        help="timed calls per row, over all rounds (default: 500 ODE, 3 CNN; 200 ODE with --quick)")
     args = parser.parse_args(argv)
 
     keys = args.only or [k for k in PROBLEMS if not (args.quick and k == "cnn")]
@@ -822,7 +825,8 @@ def main(argv=None) -> int:
         console.print(table)
         console.print()
     console.print(targets_table(targets))
-    console.print(f"load average at the end: {report['environment']['loadavg_end'][0]:.2f} (this machine has {env['cpus']} CPUs)")
+    load = report["environment"]["loadavg_end"][0]
+    console.print(f"load average at the end: {load:.2f} (this machine has {env['cpus']} CPUs)")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(_finite_or_none(report), fh, indent=2, allow_nan=False)

@@ -13,21 +13,20 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-import pymc as pm
-import pytensor
 
 from jaxpm.errors import ConfigError, did_you_mean
+from jaxpm.rundir import plain
 
-MODES = {"c": "FAST_RUN", "numba": "NUMBA", "jax": "JAX"}
+BACKENDS = {"c": "FAST_RUN", "numba": "NUMBA", "jax": "JAX"}
 """jaxpm backend name -> PyTensor compilation mode."""
 
 
-def term_names(model: pm.Model) -> list[str]:
+def term_names(model) -> list[str]:
     """Names of ``model.logp(sum=False)``'s terms, in its order."""
     return [v.name for v in model.basic_RVs] + [p.name for p in model.potentials]
 
 
-def evaluation_point(model: pm.Model, spec) -> dict[str, np.ndarray]:
+def evaluation_point(model, spec) -> dict[str, np.ndarray]:
     """The configured point: the model's initial point, with ``evaluate.point`` overrides."""
     point = model.initial_point(random_seed=spec.seed)
     given = spec.evaluate.point
@@ -59,8 +58,12 @@ class Compiled:
     value_names: list[str] = field(default_factory=list)
 
 
-def compile_backend(model: pm.Model, backend: str) -> Compiled:
-    mode = MODES[backend]
+def compile_backend(model, backend: str) -> Compiled:
+    """The model's logp terms and gradient, and logp+dlogp, compiled for ``backend``."""
+    import pymc as pm
+    import pytensor
+
+    mode = BACKENDS[backend]
     value_vars = model.value_vars
     terms = model.logp(sum=False)
     total = model.logp()
@@ -75,7 +78,7 @@ def compile_backend(model: pm.Model, backend: str) -> Compiled:
     return Compiled(backend, terms_and_grads, logp_dlogp, time.perf_counter() - start, [v.name for v in value_vars])
 
 
-def _seconds_per_eval(fn, args, repeats: int) -> tuple[float, float]:
+def seconds_per_eval(fn, args, repeats: int) -> tuple[float, float]:
     """(first call, median of ``repeats`` calls after a warm-up), blocking on results."""
     start = time.perf_counter()
     _block(fn(*args))
@@ -95,26 +98,21 @@ def _block(outs):
         np.asarray(o)
 
 
-def evaluate(model: pm.Model, compiled: Compiled, point: dict, repeats: int = 20) -> dict:
+def evaluate(model, compiled: Compiled, point: dict, repeats: int = 20) -> dict:
     """One backend's logp, terms, gradient and seconds per logp+dlogp evaluation."""
     args = [np.asarray(point[name]) for name in compiled.value_names]
     outs = [np.asarray(o) for o in compiled.terms_and_grads(*args)]
     names = term_names(model)
     terms, grads = outs[: len(names)], outs[len(names) :]
-    first, per_eval = _seconds_per_eval(compiled.logp_dlogp, args, repeats)
+    first, per_eval = seconds_per_eval(compiled.logp_dlogp, args, repeats)
     return {
         "logp": float(sum(float(np.sum(t)) for t in terms)),
-        "logp_terms": {n: _plain(t) for n, t in zip(names, terms)},
-        "dlogp": {n: np.ravel(g).astype(float).tolist() for n, g in zip(compiled.value_names, grads)},
+        "logp_terms": {n: plain(t) for n, t in zip(names, terms, strict=False)},
+        "dlogp": {n: np.ravel(g).astype(float).tolist() for n, g in zip(compiled.value_names, grads, strict=False)},
         "seconds_per_eval": per_eval,
         "first_call_seconds": first,
         "compile_seconds": compiled.compile_seconds,
     }
-
-
-def _plain(x: np.ndarray):
-    x = np.asarray(x, dtype=float)
-    return float(x) if x.ndim == 0 else x.tolist()
 
 
 def compare(results: dict[str, dict], rtol: float, atol: float) -> dict:
@@ -139,7 +137,8 @@ def compare(results: dict[str, dict], rtol: float, atol: float) -> dict:
                 worst_rel[kind] = max(worst_rel[kind], float(np.max(rel, initial=0.0)))
                 if np.any(diff > atol + rtol * np.abs(x)):
                     disagreements.append(
-                        f"{kind} {'term ' if kind == 'logp' else 'of '}'{name}': {backends[0]} and {b} differ by {float(np.max(diff)):.3g}"
+                        f"{kind} {'term ' if kind == 'logp' else 'of '}'{name}': {backends[0]} and {b} "
+                        f"differ by {float(np.max(diff)):.3g}"
                     )
     return {
         "ok": not disagreements,

@@ -6,14 +6,14 @@ leapfrog step) is timed at the configured point for:
 1. ``jax_op``: the model as jaxpm builds it, on each configured backend (``c``,
    ``numba``, ``jax``), compiled by :func:`jaxpm.backends.compile_backend`;
 2. ``pytensor.wrap_jax``: the same model rebuilt with every ``ctx.apply(fn, ...)`` going
-   through ``pytensor.wrap_jax(fn.fn)`` instead of jaxpm's wrapper (:func:`wrap_jax_apply`),
+   through ``pytensor.wrap_jax(fn.fn)`` instead of jaxpm's wrapper (:func:`wrap_jax_wrapper`),
    on the same backends; "n/a" with the reason when wrap_jax cannot build, differentiate
    or run the model;
 3. pure JAX: ``jax.jit(jax.value_and_grad(logp))`` of the whole model as one JAX program,
    ``logp = pymc.sampling.jax.get_jaxified_logp(model)`` (PyMC's ``negative_logp=True``
    default returns +logp); and, where the model has forward-mode ops, value and
    ``jax.jacfwd`` of the logp in one jitted forward pass, with the ops' raw JAX functions
-   (:func:`raw_jax_funcify`: jaxpm's JAX-backend ``custom_vjp`` refuses forward mode).
+   (:func:`raw_jax_wrapper`: jaxpm's JAX-backend ``custom_vjp`` refuses forward mode).
 
 Timing: the first call (compilation + one run) is reported apart from the median of
 repeated calls after a warm-up (:func:`jaxpm.backends._seconds_per_eval`, every result
@@ -31,27 +31,30 @@ figure, machine and package versions) and ``bench.png`` (a bar chart), written w
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import os
 import platform
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from jaxpm import results
+from jaxpm import rundir
+from jaxpm.backends import compile_backend, seconds_per_eval
 from jaxpm.errors import ConfigError, did_you_mean
+from jaxpm.model import build
+from jaxpm.ops import JaxOp
+from jaxpm.prepare import prepare
 from jaxpm.progress import Progress
+from jaxpm.sampling import MCMC, sample_and_save
 
 AGREE_RTOL = 1e-8
 """Relative tolerance of the agreement check against the C backend."""
 
-SAMPLERS = ("nutpie", "pymc", "numpyro", "blackjax")
-"""The NUTS samplers ``--sample`` compares (as in :data:`jaxpm.sampling.NUTS_SAMPLERS`)."""
+SAMPLERS = MCMC
+"""The samplers ``--sample`` compares: every NUTS sampler in the registry."""
 
 SAMPLE_DEFAULTS = {"draws": 500, "tune": 500, "chains": 2}
 """Small sampling runs: enough for a stable ESS/s, short enough for a benchmark."""
@@ -78,9 +81,9 @@ IMPLEMENTATIONS = {
 # --------------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def wrap_jax_apply():
-    """Within the block, models build every ``ctx.apply(fn, ...)`` with ``pytensor.wrap_jax``.
+def wrap_jax_wrapper(notes: list[str]):
+    """A model wrapper (see :func:`jaxpm.model.build_model`) that applies every JAX function
+    through ``pytensor.wrap_jax`` instead of jaxpm's wrapper.
 
     ``fn`` is a :class:`jaxpm.ops.JaxFunction`; its raw JAX function ``fn.fn`` is wrapped
     instead. Arguments are split the way ``jax_op`` splits them: array leaves become
@@ -88,18 +91,14 @@ def wrap_jax_apply():
     keyword arguments without a PyTensor variable in them are static and bound with
     ``functools.partial``, so that wrap_jax sees only the dynamic inputs.
 
-    Yields a list that collects, per wrapped function, what is known to stop wrap_jax
-    from differentiating it (non-float outputs, forward-mode-only functions): the likely
+    ``notes`` collects, per wrapped function, what is known to stop wrap_jax from
+    differentiating it (non-float outputs, forward-mode-only functions): the likely
     reason when the model then fails to compile.
     """
     import jax
     import pytensor
     import pytensor.tensor as pt
     from pytensor.graph import Variable
-
-    from jaxpm import model as jm
-
-    notes: list[str] = []
 
     def as_input(leaf):
         if isinstance(leaf, np.ndarray | np.generic | jax.Array):
@@ -109,7 +108,7 @@ def wrap_jax_apply():
     def has_variable(tree) -> bool:
         return any(isinstance(leaf, Variable) for leaf in jax.tree.leaves(tree))
 
-    def apply(self, fn, *args, key: str = "", **kwargs):
+    def wrapper(fn, *args, **kwargs):
         args = jax.tree.map(as_input, args)
         kwargs = {k: jax.tree.map(as_input, v) for k, v in kwargs.items()}
         static = {k: v for k, v in kwargs.items() if not has_variable(v)}
@@ -117,41 +116,28 @@ def wrap_jax_apply():
         f = functools.partial(fn.fn, **static)
         f.__name__ = fn.name  # wrap_jax names its Op after the function
         out = pytensor.wrap_jax(f)(*args, **dynamic)
-        other = sorted({v.dtype for v in jax.tree.leaves(out) if isinstance(v, Variable) and v.dtype[:5] not in ("float", "compl")})
+        leaves = [v for v in jax.tree.leaves(out) if isinstance(v, Variable)]
+        other = sorted({v.dtype for v in leaves if v.dtype[:5] not in ("float", "compl")})
         if other:
             notes.append(f"'{fn.name}' returns {'/'.join(other)} outputs, and wrap_jax's gradient Op types every "
                          "output's cotangent like the output")
-        if getattr(fn, "grad", None) == "forward":
+        if fn.grad == "forward":
             notes.append(f"'{fn.name}' is wrapped with grad='forward' in this model (its function may allow "
                          "forward mode only, e.g. diffrax.ForwardMode), and wrap_jax differentiates in reverse mode")
         return out
 
-    original = jm.Context.apply
-    jm.Context.apply = apply
-    try:
-        yield notes
-    finally:
-        jm.Context.apply = original
+    return wrapper
 
 
-@contextlib.contextmanager
-def raw_jax_funcify():
-    """Within the block, the JAX backend runs jaxpm Ops as their raw JAX functions.
+def raw_jax_wrapper(fn, *args, **kwargs):
+    """A model wrapper under which the JAX backend runs each op as its raw JAX function.
 
     jaxpm gives forward-mode Ops a ``jax.custom_vjp`` on the JAX backend (so that
     ``jax.grad`` works through e.g. ``diffrax.ForwardMode``); JAX cannot push tangents
-    through a ``custom_vjp``, so the forward-mode reference needs the raw function.
+    through a ``custom_vjp``, so the forward-mode reference is built with
+    ``jax_custom_vjp=False``.
     """
-    from pytensor.link.jax.dispatch import jax_funcify
-
-    from jaxpm.ops import JaxOp, _single_or_tuple
-
-    original = jax_funcify.dispatch(JaxOp)
-    jax_funcify.register(JaxOp, lambda op, **kwargs: _single_or_tuple(op.flat_fn))
-    try:
-        yield
-    finally:
-        jax_funcify.register(JaxOp, original)
+    return fn.variant(jax_custom_vjp=False)(*args, **kwargs)
 
 
 def pure_jax_reverse(model):
@@ -169,12 +155,12 @@ def pure_jax_reverse(model):
 
 
 def pure_jax_forward(model):
-    """``(lp, *dlogp)``: the logp and its ``jax.jacfwd`` in one jitted forward pass."""
+    """``(lp, *dlogp)``: the logp and its ``jax.jacfwd`` in one jitted forward pass
+    (``model`` built with :func:`raw_jax_wrapper`)."""
     import jax
     from pymc.sampling.jax import get_jaxified_logp
 
-    with raw_jax_funcify():
-        logp = get_jaxified_logp(model)
+    logp = get_jaxified_logp(model)
 
     def twice(xs):
         lp = logp(xs)
@@ -188,7 +174,7 @@ def pure_jax_forward(model):
 
 
 def has_forward_ops(ctx) -> bool:
-    return any(getattr(use.fn, "grad", None) == "forward" for use in ctx.ops)
+    return any(use.fn.grad == "forward" for use in ctx.ops)
 
 
 # --------------------------------------------------------------------------------------
@@ -243,15 +229,13 @@ def _describe(stage: str, e: BaseException) -> str:
 def _timed(fn, args, repeats: int | None) -> tuple[float, int]:
     """(median seconds per call, number of timed calls), after a warm-up; ``repeats=None``
     times enough calls to fill :data:`TIME_BUDGET_SECONDS`."""
-    from jaxpm.backends import _seconds_per_eval
-
     if repeats is not None:
-        return _seconds_per_eval(fn, args, repeats)[1], repeats
-    _, rough = _seconds_per_eval(fn, args, MIN_REPEATS)
+        return seconds_per_eval(fn, args, repeats)[1], repeats
+    _, rough = seconds_per_eval(fn, args, MIN_REPEATS)
     n = int(min(MAX_REPEATS, TIME_BUDGET_SECONDS / max(rough, 1e-9)))
     if n <= MIN_REPEATS:
         return rough, MIN_REPEATS
-    return _seconds_per_eval(fn, args, n)[1], n
+    return seconds_per_eval(fn, args, n)[1], n
 
 
 def _measure(row: Row, make, args, repeats: int | None, reference) -> tuple[Any, list[np.ndarray] | None]:
@@ -304,17 +288,16 @@ def _check(row: Row, outs: list[np.ndarray], reference: list[np.ndarray]) -> Non
 
 
 def _compile_pytensor(model, backend: str):
-    from jaxpm import backends as be
-
     def make():
-        compiled = be.compile_backend(model, backend)
+        compiled = compile_backend(model, backend)
         return compiled.logp_dlogp, compiled.compile_seconds
 
     return make
 
 
-def _compile_jax(builder, model):
+def _compile_jax(builder, make_model):
     def make():
+        model = make_model()
         start = time.perf_counter()
         fn = builder(model)
         return fn, time.perf_counter() - start
@@ -368,51 +351,45 @@ def bench_config(
     progress: Progress | None = None,
 ) -> dict:
     """Benchmark one config and write its run folder; returns the ``bench.json`` content."""
-    from jaxpm import runner
-
     progress = progress or Progress.quiet()
     started = time.perf_counter()
     overrides = [*(overrides or []), *(sample.overrides() if sample else [])]
-    prep = runner.prepare(config, overrides, progress)
+    prep = prepare(config, overrides, progress)
     spec = prep.spec
-    run_dir = results.new_run_dir(Path(spec.output.dir), f"{spec.name}-bench")
+    folder = rundir.RunFolder.create(spec.output.dir, f"{spec.name}-bench")
     info: dict[str, Any] = {
         "config": spec.label,
         "name": spec.name,
-        "run_dir": str(run_dir),
+        "run_dir": str(folder.path),
         "status": "running",
         "ok": False,
         "agree_rtol": AGREE_RTOL,
         "repeats": repeats if repeats is not None else "auto",
-        "point": {k: _plain(v) for k, v in prep.point.items()},
+        "point": {k: rundir.plain(v) for k, v in prep.point.items()},
         "machine": machine(),
-        "versions": results.versions(),
+        "versions": rundir.versions(),
         "spec": spec.model_dump(mode="json"),
         "files": [],
     }
-    files: list[str] = []
 
     def finish(info):
         info["timing"] = {"build_seconds": prep.build_seconds, "total_seconds": time.perf_counter() - started}
         info["machine"]["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
 
-    with results.recorded(info, run_dir / "bench.json", files, finish):
+    with folder.recorded(info, "bench.json", finish):
         rows = _bench_rows(prep, repeats, progress)
         info["reference"] = {"implementation": "jax_op", "backend": "c"}
         info.update(_summarise(rows))
         if sample is not None:
-            info["sampling"] = _bench_samplers(prep, run_dir, sample, files, progress)
+            info["sampling"] = _bench_samplers(prep, folder, sample, progress)
         try:
-            results.write_with(run_dir / "bench.png", lambda p: write_chart(info, p))
-            files.append("bench.png")
+            folder.save("bench.png", lambda p: rundir.write_with(p, lambda t: write_chart(info, t)))
         except Exception as e:  # noqa: BLE001 - a chart that cannot be drawn loses no figures
             info["chart_error"] = _describe("bench.png", e)
     return info
 
 
 def _bench_rows(prep, repeats: int | None, progress: Progress) -> list[Row]:
-    from jaxpm.model import build
-
     spec, model = prep.spec, prep.model
     name = spec.name
     backends = list(spec.evaluate.backends)
@@ -450,8 +427,7 @@ def _bench_rows(prep, repeats: int | None, progress: Progress) -> list[Row]:
     else:
         with progress.step(f"{name}: building the model with pytensor.wrap_jax"):
             try:
-                with wrap_jax_apply() as notes:
-                    wrapped_model, _ = build(spec)
+                wrapped_model, _ = build(spec, wrapper=wrap_jax_wrapper(notes))
                 wrapped_args = [np.asarray(prep.point[v.name]) for v in wrapped_model.value_vars]
                 if _uses_jax_op(wrapped_model):
                     wrapped_model = None
@@ -473,13 +449,13 @@ def _bench_rows(prep, repeats: int | None, progress: Progress) -> list[Row]:
     rows += wrap_rows
 
     # 3. pure JAX: the whole model as one JAX program.
-    pure = [("pure_reverse", pure_jax_reverse)]
+    pure = [("pure_reverse", pure_jax_reverse, lambda: model)]
     if has_forward_ops(prep.ctx):
-        pure.append(("pure_forward", pure_jax_forward))
-    for kind, builder in pure:
+        pure.append(("pure_forward", pure_jax_forward, lambda: build(spec, wrapper=raw_jax_wrapper)[0]))
+    for kind, builder, make_model in pure:
         row = Row(kind, PURE_BACKEND)
         with progress.step(f"{name}: {row.implementation}"):
-            _measure(row, _compile_jax(builder, model), args, repeats, reference)
+            _measure(row, _compile_jax(builder, make_model), args, repeats, reference)
         rows.append(row)
     return rows
 
@@ -487,8 +463,6 @@ def _bench_rows(prep, repeats: int | None, progress: Progress) -> list[Row]:
 def _uses_jax_op(model) -> bool:
     """Whether jaxpm's own Op is still in the model's logp graph."""
     from pytensor.graph.traversal import applys_between
-
-    from jaxpm.ops import JaxOp
 
     return any(isinstance(node.op, JaxOp) for node in applys_between(model.value_vars, [model.logp()]))
 
@@ -511,35 +485,25 @@ def _summarise(rows: list[Row]) -> dict:
     }
 
 
-def _plain(v):
-    v = np.asarray(v, dtype=float)
-    return float(v) if v.ndim == 0 else v.tolist()
-
-
 # --------------------------------------------------------------------------------------
 # Sampling
 # --------------------------------------------------------------------------------------
 
 
-def _bench_samplers(prep, run_dir: Path, options: SampleOptions, files: list[str], progress: Progress) -> dict:
+def _bench_samplers(prep, folder: rundir.RunFolder, options: SampleOptions, progress: Progress) -> dict:
     """Per sampler: wall time, min bulk ESS and ESS/s of a short run (its files under
     ``samples/<sampler>/``). A sampler that fails is reported, not raised."""
-    from jaxpm.sampling import sample_and_save
-
     out = {}
     for sampler in options.samplers:
         spec = prep.spec
         sample = spec.sample.model_copy(update={"enabled": True, "sampler": sampler})
         sprep = dataclasses.replace(prep, spec=spec.model_copy(update={"sample": sample}))
-        folder = run_dir / "samples" / sampler
-        folder.mkdir(parents=True, exist_ok=True)
 
-        def save(name: str, writer, folder=folder, sampler=sampler):
-            writer(folder / name)
-            files.append(f"samples/{sampler}/{name}")
+        def save(name: str, writer, sampler=sampler):
+            folder.save(f"samples/{sampler}/{name}", writer)
 
         try:
-            res = sample_and_save(sprep, folder, save, progress)
+            res = sample_and_save(sprep, save, progress)
         except KeyboardInterrupt:
             raise
         except Exception as e:  # noqa: BLE001 - a failed sampler is a result
@@ -587,7 +551,7 @@ def bench(
     return {
         "ok": all(e["ok"] for e in experiments),
         "machine": machine(),
-        "versions": results.versions(),
+        "versions": rundir.versions(),
         "experiments": [{k: v for k, v in e.items() if k not in ("machine", "versions", "spec")} for e in experiments],
     }
 
@@ -654,7 +618,8 @@ def show(entry: dict, console) -> None:
                 problems.append(f"{sampler}: {s.get('message') or 'failed'}")
                 status = f"[yellow]failed [{len(footnotes) + len(problems)}][/yellow]"
             st.add_row(sampler, f"{s['draws']}×{s['chains']}", f(s["wall_seconds"], ".1f"), f(s["min_ess_bulk"], ".0f"),
-                       f(s["ess_per_second"], ".1f"), f(s["ess_per_sampling_second"], ".1f"), f(s["divergences"], "d"), status)
+                       f(s["ess_per_second"], ".1f"), f(s["ess_per_sampling_second"], ".1f"),
+                       f(s["divergences"], "d"), status)
         console.print(st)
         for i, note in enumerate(problems, len(footnotes) + 1):
             console.print(f"  [yellow][{i}][/yellow] {note}", highlight=False)
@@ -670,9 +635,9 @@ COLOURS = {"jax_op": "tab:blue", "wrap_jax": "tab:orange", "pure_jax": "tab:gree
 
 def write_chart(entry: dict, path) -> None:
     """Horizontal bars, log scale: µs per logp+dlogp for each implementation/backend."""
-    from jaxpm.plots import _plt
+    from jaxpm.plots import pyplot
 
-    plt = _plt()
+    plt = pyplot()
     rows = entry["implementations"]
     labels = [f"{r['implementation']} ({r['backend']})" for r in rows]
     values = [r["us_per_eval"] or np.nan for r in rows]
@@ -685,10 +650,11 @@ def write_chart(entry: dict, path) -> None:
         finite = [v for v in values if np.isfinite(v)]
         if finite:
             ax.set_xlim(min(finite) / 2, max(finite) * 4)
-        for yi, r, v in zip(y, rows, values):
+        for yi, r, v in zip(y, rows, values, strict=False):
             if np.isfinite(v):
                 ratio = r["ratio_to_best_pure_jax"]
-                text = f" {_us(v / 1e6)} µs" + ("" if ratio is None else f", {ratio:.2f}×") + (" ✗" if r["agrees"] is False else "")
+                text = f" {_us(v / 1e6)} µs" + ("" if ratio is None else f", {ratio:.2f}×")
+                text += " ✗" if r["agrees"] is False else ""
                 ax.text(v, yi, text, va="center", fontsize=8)
             else:
                 ax.text(ax.get_xlim()[0], yi, " n/a", va="center", fontsize=8, color="gray")
@@ -702,4 +668,4 @@ def write_chart(entry: dict, path) -> None:
         plt.close(fig)
 
 
-__all__ = ["bench", "bench_config", "show", "write_chart", "wrap_jax_apply", "raw_jax_funcify", "SampleOptions"]
+__all__ = ["bench", "bench_config", "show", "write_chart", "wrap_jax_wrapper", "raw_jax_wrapper", "SampleOptions"]

@@ -1,30 +1,25 @@
-"""What ``jaxpm list`` shows: the names a config may use."""
+"""What ``jaxpm list`` shows: the names a config may use, read from the registries."""
 
 from __future__ import annotations
 
 
 def catalog() -> dict[str, list[str]]:
-    import diffrax
+    """Kind -> names: experiments, configs, vector fields, solvers, samplers, backends."""
+    from jaxpm.backends import BACKENDS
+    from jaxpm.experiments.ode import VECTOR_FIELDS
+    from jaxpm.experiments.ode.section import solvers
+    from jaxpm.experiments.registry import BUILTIN, PLUGIN_FORM
+    from jaxpm.sampling import SAMPLERS
+    from jaxpm.spec import builtin_configs
 
-    from jaxpm.backends import MODES
-    from jaxpm.experiments.vector_fields import BUILTIN
-    from jaxpm.model import BUILTIN_EXPERIMENTS
-    from jaxpm.spec import Sample, builtin_configs
-
-    solvers = sorted(
-        name
-        for name in dir(diffrax)
-        if isinstance(getattr(diffrax, name), type)
-        and issubclass(getattr(diffrax, name), diffrax.AbstractSolver)
-        and not name.startswith("Abstract")
-        and not getattr(getattr(diffrax, name), "__abstractmethods__", None)
-    )
-    samplers = list(Sample.model_fields["sampler"].annotation.__args__)
     return {
-        "experiments": [*BUILTIN_EXPERIMENTS, "package.module:function"],
+        "experiments": [*BUILTIN, PLUGIN_FORM],
         "configs": sorted(builtin_configs()),
-        "vector fields": [*BUILTIN, "package.module:function", "file.py:function"],
-        "solvers": solvers,
-        "samplers": samplers,
-        "backends": list(MODES),
+        "vector fields": [*VECTOR_FIELDS, "package.module:function", "file.py:function"],
+        "solvers": sorted(solvers()),
+        "samplers": list(SAMPLERS),
+        "backends": list(BACKENDS),
     }
+
+
+__all__ = ["catalog"]

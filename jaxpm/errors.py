@@ -1,4 +1,4 @@
-"""The one error type a user sees for bad input.
+"""The one error type a user sees for bad input, and how errors are shown on one line.
 
 Every way a config can be wrong ends in a :class:`ConfigError`, which the CLI prints as
 one line, ``error: <config>: <key.path>: <what is wrong and what would be right>``, and
@@ -25,7 +25,7 @@ class ConfigError(ValueError):
         parts = [p for p in (self.config, self.key) if p]
         return ": ".join([*parts, self.message])
 
-    def within(self, config: str | None = None, prefix: str | None = None) -> "ConfigError":
+    def within(self, config: str | None = None, prefix: str | None = None) -> ConfigError:
         """The same error, with the config name and/or a key prefix filled in."""
         key = self.key
         if prefix:
@@ -42,3 +42,16 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     if len(choices) <= 12:
         return f"; expected one of: {', '.join(choices)}"
     return ""
+
+
+def first_line(e: BaseException | str) -> str:
+    """The first non-empty line of an exception's message (its type's name when it has none)."""
+    text = str(e).strip()
+    if text:
+        return text.splitlines()[0].strip()
+    return type(e).__name__ if isinstance(e, BaseException) else ""
+
+
+def one_line(e: BaseException) -> str:
+    """An exception's whole message folded onto one line (its type's name when it has none)."""
+    return " ".join(str(e).split()) or type(e).__name__

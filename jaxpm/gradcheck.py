@@ -21,6 +21,8 @@ import pymc as pm
 import pytensor
 import pytensor.tensor as pt
 
+from jaxpm.progress import Progress
+
 FULL_CHECK_MAX = 2000
 """Ops with at most this many scalar inputs also go through ``verify_grad``."""
 
@@ -48,7 +50,7 @@ def _prior_points(model, n: int, seed: int) -> list[dict[str, np.ndarray]]:
     points = []
     for i in range(n):
         point = {}
-        for rv, d in zip(model.free_RVs, draws):
+        for rv, d in zip(model.free_RVs, draws, strict=False):
             value_var = model.rvs_to_values[rv]
             transform = model.rvs_to_transforms.get(rv)
             x = np.asarray(d[i], dtype=rv.dtype)
@@ -73,12 +75,13 @@ def check_ops(prep, points: int, rtol: float, atol: float, eps: float | None) ->
             shapes = [np.shape(v[0]) for v in values]
             directional = _directional_op(use, shapes, floats)
             for i in range(points):
-                at = [np.asarray(v[i], dtype=x.dtype) for v, x in zip(values, inputs)]
+                at = [np.asarray(v[i], dtype=x.dtype) for v, x in zip(values, inputs, strict=False)]
                 if sum(math.prod(s) for s in shapes) <= FULL_CHECK_MAX:
                     ok &= _verify_grad(use, at, floats, rng, rtol, atol, eps)
                 a, r, passed = directional(at, rng, rtol, atol, eps)
                 worst_abs, worst_rel, ok = max(worst_abs, a), max(worst_rel, r), ok and passed
-        out.append({"op": use.name, "ok": bool(ok), "points": points, "max_abs_err": worst_abs, "max_rel_err": worst_rel})
+        out.append({"op": use.name, "ok": bool(ok), "points": points, "max_abs_err": worst_abs,
+                    "max_rel_err": worst_rel})
     return out
 
 
@@ -92,7 +95,7 @@ def _float_outputs(outs) -> pt.TensorVariable:
 def _verify_grad(use, at, floats, rng, rtol, atol, eps) -> bool:
     def fun(*float_inputs):
         leaves = [pt.constant(a) for a in at]
-        for j, x in zip(floats, float_inputs):
+        for j, x in zip(floats, float_inputs, strict=False):
             leaves[j] = x
         return _float_outputs(use(*leaves))
 
@@ -106,7 +109,7 @@ def _verify_grad(use, at, floats, rng, rtol, atol, eps) -> bool:
 def _directional_op(use, shapes, floats):
     """A check of d/dh <w, f(x + h v)> by central differences against the analytic
     gradient, compiled once per op and returned as ``check(at, rng, rtol, atol, eps)``."""
-    xs = [pt.tensor(dtype=x.dtype, shape=shape) for x, shape in zip(use.inputs, shapes)]
+    xs = [pt.tensor(dtype=x.dtype, shape=shape) for x, shape in zip(use.inputs, shapes, strict=False)]
     y = _float_outputs(use(*xs))
     w = pt.vector(dtype=y.dtype, shape=(None,))
     cost = pt.sum(y * w)
@@ -121,11 +124,11 @@ def _directional_op(use, shapes, floats):
         for _ in range(DIRECTIONS):
             wv = rng.normal(size=n_out)
             vs = [rng.normal(size=np.shape(at[j])) for j in floats]
-            analytic = sum(float(np.sum(g * v)) for g, v in zip(f_grad(*at, wv), vs))
+            analytic = sum(float(np.sum(g * v)) for g, v in zip(f_grad(*at, wv), vs, strict=False))
 
             def along(h, wv=wv, vs=vs):
                 moved = list(at)
-                for j, v in zip(floats, vs):
+                for j, v in zip(floats, vs, strict=False):
                     moved[j] = at[j] + h * v
                 return float(f_cost(*moved, wv))
 
@@ -195,7 +198,8 @@ def check_model(prep, points: list[dict], rtol: float, atol: float, eps: float |
             a, r = _err(analytic, numeric)
             worst_abs, worst_rel = max(worst_abs, a), max(worst_rel, r)
             ok = ok and _close(analytic, numeric, rtol, atol)
-    return {"ok": bool(ok), "max_abs_err": worst_abs, "max_rel_err": worst_rel, "reference": "central finite differences of logp"}
+    return {"ok": bool(ok), "max_abs_err": worst_abs, "max_rel_err": worst_rel,
+            "reference": "central finite differences of logp"}
 
 
 def check_jax(prep, points: list[dict], rtol: float, atol: float) -> dict:
@@ -219,20 +223,16 @@ def check_jax(prep, points: list[dict], rtol: float, atol: float) -> dict:
             worst_abs = max(worst_abs, float(diff.max()))
             worst_rel = max(worst_rel, float((diff / np.maximum(np.abs(c[finite]), 1e-12)).max()))
             ok = ok and bool(np.all(diff <= atol + rtol * np.abs(c[finite])))
-    return {"ok": bool(ok), "max_abs_err": worst_abs, "max_rel_err": worst_rel, "reference": "jax.grad of the jaxified logp"}
+    return {"ok": bool(ok), "max_abs_err": worst_abs, "max_rel_err": worst_rel,
+            "reference": "jax.grad of the jaxified logp"}
 
 
 def check_gradients(prep, progress=None) -> dict:
     """All three checks for one prepared experiment, in the ``check-grad --json`` form."""
-    from jaxpm.progress import Progress
-
     progress = progress or Progress.quiet()
     cfg = prep.spec.check_grad
     if cfg.set:
-        from jaxpm.runner import prepare
-        from jaxpm.spec import load_spec
-
-        prep = prepare(load_spec(prep.spec, dict(cfg.set)), progress=progress)
+        prep = prep.with_overrides(dict(cfg.set), progress)
     spec = prep.spec
     with progress.step(f"{spec.name}: drawing {cfg.points} points from the prior"):
         points = _prior_points(prep.model, cfg.points, spec.seed)

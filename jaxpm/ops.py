@@ -22,12 +22,12 @@ How it is built, and why:
 * Gradients, ``grad="reverse"`` (default): the gradient node is another ``JaxOp`` around
   ``jax.vjp``, so grad-of-grad works by recursion. Only inputs that can vary are
   differentiated (not constants such as a CNN's images). With ``fuse_vjp=True`` a graph
-  rewrite (:data:`fuse_forward_and_vjp`) makes the forward node's ``jax.vjp`` pullback feed
+  rewrite (:data:`jaxpm.rewrites.fuse_forward_and_vjp`) makes the forward node's ``jax.vjp`` pullback feed
   the backward node instead of recomputing the forward pass; measured slower on a CPU in
   every case tried, so it is opt-in.
 * ``grad="forward"``: the gradient node computes the value *and* the Jacobian in one
   ``jax.jacfwd`` call; the gradient is a cheap contraction with the output gradient.
-  :func:`fuse_forward_and_jacobian` makes the plain forward node reuse that call's value.
+  :data:`jaxpm.rewrites.fuse_forward_and_jacobian` makes the plain forward node reuse that call's value.
   This is what an ODE with few parameters and many save points wants. On the JAX backend
   the function is wrapped in a ``jax.custom_vjp`` whose backward pass uses the same
   forward-mode Jacobian, so samplers that take ``jax.grad`` of the jaxified logp (nutpie's
@@ -49,16 +49,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytensor.tensor as pt
-from pytensor.compile import optdb
 from pytensor.gradient import DisconnectedType, disconnected_type, grad_not_implemented
 from pytensor.graph import Apply, Constant, Op, Variable
-from pytensor.graph.rewriting.basic import GraphRewriter
 from pytensor.graph.type import Type
 from pytensor.link.jax.dispatch import jax_funcify
 from pytensor.tensor.exceptions import ShapeError
 from pytensor.tensor.type import TensorType
 
-__all__ = ["jax_op", "JaxFunction", "JaxOp", "JaxOpError"]
+__all__ = ["jax_op", "JaxFunction", "JaxOp", "JaxOpError", "is_float_type"]
 
 GradMode = Literal["reverse", "forward", None]
 
@@ -93,6 +91,7 @@ class JaxOp(Op):
         grad: GradMode = "reverse",
         out_dims: Sequence[tuple] | None = None,
         fuse_vjp: bool = False,
+        jax_custom_vjp: bool = True,
     ):
         self.flat_fn = flat_fn
         self.input_types = tuple(input_types)
@@ -100,9 +99,10 @@ class JaxOp(Op):
         self.name = name
         self.grad_mode = grad
         self.fuse_vjp = fuse_vjp
+        self.jax_custom_vjp = jax_custom_vjp
         # Output shapes as (int | (input_index, axis) | None) per dim, for infer_shape.
         self.out_dims = tuple(out_dims) if out_dims is not None else None
-        self._derived: dict[Any, JaxOp] = {}  # vjp / jacobian / fused ops made from this one
+        self.derived: dict[Any, Any] = {}  # ops made from this one (vjp, jacobian, jaxpm.rewrites pairs)
         self.primal: JaxOp | None = None  # for derived ops: the op they were derived from
         self.role = "primal"
 
@@ -151,7 +151,7 @@ class JaxOp(Op):
     def make_node(self, *inputs) -> Apply:
         if len(inputs) != len(self.input_types):
             raise JaxOpError(f"{self.name}: expected {len(self.input_types)} inputs, got {len(inputs)}")
-        inputs = [t.filter_variable(x) for x, t in zip(inputs, self.input_types)]
+        inputs = [t.filter_variable(x) for x, t in zip(inputs, self.input_types, strict=False)]
         return Apply(self, inputs, [t() for t in self.output_types])
 
     def infer_shape(self, fgraph, node, input_shapes):
@@ -168,10 +168,10 @@ class JaxOp(Op):
         # One copy out of JAX's read-only buffers: PyTensor may later write in place.
         results = self.jitted(*inputs)
         if self._packing is None:
-            for storage, result in zip(outputs, results):
+            for storage, result in zip(outputs, results, strict=False):
                 storage[0] = np.array(result)
             return
-        for buffer, members in zip(results, self._packing):
+        for buffer, members in zip(results, self._packing, strict=False):
             buffer = np.array(buffer)
             for i, start, stop, shape in members:
                 outputs[i][0] = buffer[start:stop].reshape(shape)
@@ -180,93 +180,88 @@ class JaxOp(Op):
 
     def connection_pattern(self, node):
         """Integer and boolean inputs carry no gradient to any output."""
-        return [[_is_float(x.type)] * len(node.outputs) for x in node.inputs]
+        return [[is_float_type(x.type)] * len(node.outputs) for x in node.inputs]
 
     def L_op(self, inputs, outputs, output_grads):
         connected = tuple(
-            not isinstance(g.type, DisconnectedType) and _is_float(o.type)
-            for o, g in zip(outputs, output_grads)
+            not isinstance(g.type, DisconnectedType) and is_float_type(o.type)
+            for o, g in zip(outputs, output_grads, strict=False)
         )
         if self.grad_mode is None:
-            return [grad_not_implemented(self, i, x, f"{self.name} was wrapped with grad=None") for i, x in enumerate(inputs)]
+            why = f"{self.name} was wrapped with grad=None"
+            return [grad_not_implemented(self, i, x, why) for i, x in enumerate(inputs)]
         # Differentiate only float inputs that can vary: a constant (the CNN's 1000 images)
         # would cost a gradient nobody reads.
-        wrt = tuple(i for i, x in enumerate(inputs) if _is_float(x.type) and not isinstance(x, Constant))
-        result = [pt.zeros_like(x) if _is_float(x.type) else disconnected_type() for x in inputs]
+        wrt = tuple(i for i, x in enumerate(inputs) if is_float_type(x.type) and not isinstance(x, Constant))
+        result = [pt.zeros_like(x) if is_float_type(x.type) else disconnected_type() for x in inputs]
         if not any(connected) or not wrt:
             return result
-        gs = [g for g, c in zip(output_grads, connected) if c]
+        gs = [g for g, c in zip(output_grads, connected, strict=False) if c]
         if self.grad_mode == "reverse":
             grads = self.vjp_op(connected, wrt)(*inputs, *gs, return_list=True)
-            for i, g in zip(wrt, grads):
+            for i, g in zip(wrt, grads, strict=False):
                 result[i] = g
             return result
         # forward mode: value and Jacobian in one call, gradient = contraction
         valjac = self.jacobian_op(wrt)(*inputs, return_list=True)
         jacs = valjac[len(outputs):]
         diff_inputs = list(wrt)
-        float_out = [k for k, o in enumerate(outputs) if _is_float(o.type)]
+        float_out = [k for k, o in enumerate(outputs) if is_float_type(o.type)]
         for i, x in enumerate(inputs):
             if i not in diff_inputs:
                 continue
             j = diff_inputs.index(i)
             total = None
-            for k, (out, g) in enumerate(zip(outputs, output_grads)):
+            for k, (out, g) in enumerate(zip(outputs, output_grads, strict=False)):
                 if not connected[k]:
                     continue
                 jac = jacs[float_out.index(k) * len(diff_inputs) + j]
                 # an elementwise product and a sum fuse into one C loop; a tensordot
                 # would become BLAS calls whose overhead dominates at ODE sizes
-                term = (pt.shape_padright(g, x.ndim) * jac).sum(axis=tuple(range(out.ndim)), dtype=x.dtype, acc_dtype=x.dtype)
+                term = (pt.shape_padright(g, x.ndim) * jac).sum(
+                    axis=tuple(range(out.ndim)), dtype=x.dtype, acc_dtype=x.dtype
+                )
                 total = term if total is None else total + term
             result[i] = total.astype(x.dtype)
         return result
 
-    def vjp_op(self, connected: tuple[bool, ...], wrt: tuple[int, ...]) -> "JaxOp":
+    def vjp_op(self, connected: tuple[bool, ...], wrt: tuple[int, ...]) -> JaxOp:
         """The Op computing the cotangents of inputs ``wrt`` from (inputs, cotangents of
         the connected outputs)."""
         key = ("vjp", connected, wrt)
-        if key not in self._derived:
+        if key not in self.derived:
             f, n_in = self.flat_fn, len(self.input_types)
             diff = list(wrt)
-            out_dtypes = [t.dtype for t, c in zip(self.output_types, connected) if c]
+            out_dtypes = [t.dtype for t, c in zip(self.output_types, connected, strict=False) if c]
 
             def vjp_fn(*args):
                 xs, gs = args[:n_in], args[n_in:]
                 _, pullback = jax.vjp(_restricted(f, xs, diff, connected), *[xs[i] for i in diff])
-                return tuple(pullback(tuple(jnp.asarray(g, dtype=d) for g, d in zip(gs, out_dtypes))))
+                return tuple(pullback(tuple(jnp.asarray(g, dtype=d) for g, d in zip(gs, out_dtypes, strict=False))))
 
             op = JaxOp(
                 vjp_fn,
-                self.input_types + tuple(t for t, c in zip(self.output_types, connected) if c),
+                self.input_types + tuple(t for t, c in zip(self.output_types, connected, strict=False) if c),
                 [self.input_types[i] for i in diff],
                 name=f"vjp({self.name})",
                 grad="reverse",
-                out_dims=[tuple((i, a) if s is None else s for a, s in enumerate(self.input_types[i].shape)) for i in diff],
+                out_dims=[_dims_of(i, self.input_types[i]) for i in diff],
             )
             op.primal, op.role, op.connected, op.wrt = self, "vjp", connected, wrt
-            self._derived[key] = op
-        return self._derived[key]
+            self.derived[key] = op
+        return self.derived[key]
 
-    def fused_ops(self) -> tuple["_VJPForward", "_VJPBackward"]:
-        """For a VJP op: the (forward-with-pullback, backward) pair that replaces it and its
-        primal on the C backend; made once, so JAX compiles them once."""
-        if "fused" not in self._derived:
-            fwd = _VJPForward(self)
-            self._derived["fused"] = (fwd, _VJPBackward(fwd))
-        return self._derived["fused"]
-
-    def jacobian_op(self, wrt: tuple[int, ...]) -> "JaxOp":
+    def jacobian_op(self, wrt: tuple[int, ...]) -> JaxOp:
         """The Op computing (*outputs, *jacobians) in one forward-mode pass.
 
         Jacobians are ordered output-major: d out_k / d in_j for each float output k and
         each input j in ``wrt`` (integer and boolean outputs have no Jacobian).
         """
         key = ("jac", wrt)
-        if key not in self._derived:
+        if key not in self.derived:
             f = self.flat_fn
             diff = list(wrt)
-            float_out = [k for k, t in enumerate(self.output_types) if _is_float(t)]
+            float_out = [k for k, t in enumerate(self.output_types) if is_float_type(t)]
 
             def valjac_fn(*xs):
                 ys, jacs = _value_and_jacfwd(f, xs, diff, float_out)
@@ -279,7 +274,7 @@ class JaxOp(Op):
                     it = self.input_types[i]
                     jac_types.append(TensorType(ot.dtype, shape=ot.shape + it.shape))
                     odims = self.out_dims[k] if self.out_dims else (None,) * ot.ndim
-                    jac_dims.append(tuple(odims) + tuple((i, a) if s is None else s for a, s in enumerate(it.shape)))
+                    jac_dims.append(tuple(odims) + _dims_of(i, it))
             op = JaxOp(
                 valjac_fn,
                 self.input_types,
@@ -289,8 +284,8 @@ class JaxOp(Op):
                 out_dims=(list(self.out_dims) + jac_dims) if self.out_dims else None,
             )
             op.primal, op.role = self, "jacobian"
-            self._derived[key] = op
-        return self._derived[key]
+            self.derived[key] = op
+        return self.derived[key]
 
     # --- JAX backend -------------------------------------------------------------------
 
@@ -303,15 +298,15 @@ class JaxOp(Op):
         ``jacfwd``) even when the function refuses reverse mode.
         """
         f = self.flat_fn
-        if self.grad_mode != "forward":
+        if self.grad_mode != "forward" or not self.jax_custom_vjp:
             return _single_or_tuple(f)
-        diff = [i for i, t in enumerate(self.input_types) if _is_float(t)]
+        diff = [i for i, t in enumerate(self.input_types) if is_float_type(t)]
 
         @jax.custom_vjp
         def fn(*xs):
             return f(*xs)
 
-        float_out = [k for k, t in enumerate(self.output_types) if _is_float(t)]
+        float_out = [k for k, t in enumerate(self.output_types) if is_float_type(t)]
 
         def fwd(*xs):
             ys, jacs = _value_and_jacfwd(f, xs, diff, float_out)
@@ -322,7 +317,7 @@ class JaxOp(Op):
             cts = [None] * len(shapes)
             for j, i in enumerate(diff):
                 total = 0.0
-                for jac, k in zip(jacs, float_out):
+                for jac, k in zip(jacs, float_out, strict=False):
                     total = total + jnp.tensordot(gs[k], jac[j], axes=gs[k].ndim)
                 cts[i] = jnp.asarray(total, dtype=self.input_types[i].dtype).reshape(shapes[i])
             return tuple(cts)
@@ -334,146 +329,6 @@ class JaxOp(Op):
 @jax_funcify.register(JaxOp)
 def _jax_funcify_jax_op(op: JaxOp, **kwargs):
     return op.jax_fn
-
-
-# --------------------------------------------------------------------------------------
-# One forward pass for value and gradient: fused ops and the rewrites that use them
-# --------------------------------------------------------------------------------------
-
-
-class _PullbackType(Type):
-    """A JAX pullback (``jax.vjp``'s second result) travelling between two nodes."""
-
-    def filter(self, data, strict=False, allow_downcast=None):
-        return data
-
-    def __eq__(self, other):
-        return type(self) is type(other)
-
-    def __hash__(self):
-        return hash(type(self))
-
-
-class _VJPForward(Op):
-    """``jax.vjp`` of a primal JaxOp: its outputs, plus the pullback for the backward node."""
-
-    def __init__(self, vjp_op: JaxOp):
-        self.vjp_op = vjp_op
-        primal = vjp_op.primal
-        diff = list(vjp_op.wrt)
-        self.float_out = [k for k, t in enumerate(primal.output_types) if _is_float(t)]
-        self.connected = vjp_op.connected
-        f, float_out = primal.flat_fn, self.float_out
-
-        def forward(*xs):
-            def g(*d):  # differentiate the float outputs; carry the others (flags, counts) as aux
-                ys = f(*_insert(xs, diff, d))
-                return tuple(ys[k] for k in float_out), ys
-
-            _, pullback, ys = jax.vjp(g, *[xs[i] for i in diff], has_aux=True)
-            return ys, pullback
-
-        self.jitted = jax.jit(forward)
-        self.name = f"vjp_forward({primal.name})"
-
-    def make_node(self, *inputs):
-        outs = [t() for t in self.vjp_op.primal.output_types] + [_PullbackType()()]
-        return Apply(self, list(inputs), outs)
-
-    def perform(self, node, inputs, outputs):
-        ys, pullback = self.jitted(*inputs)
-        for storage, y in zip(outputs, ys):
-            storage[0] = np.array(y)
-        outputs[-1][0] = pullback
-
-    def infer_shape(self, fgraph, node, input_shapes):
-        return [*self.vjp_op.primal.infer_shape(fgraph, node, input_shapes), None]
-
-
-class _VJPBackward(Op):
-    """Applies the pullback of a :class:`_VJPForward` node to output cotangents."""
-
-    def __init__(self, fwd: _VJPForward):
-        self.fwd = fwd
-        types = fwd.vjp_op.primal.output_types
-
-        def backward(pullback, *gs):
-            it = iter(gs)
-            cts = tuple(
-                jnp.asarray(next(it), dtype=types[k].dtype) if fwd.connected[k] else jnp.zeros(types[k].shape, types[k].dtype)
-                for k in fwd.float_out
-            )
-            return pullback(cts)
-
-        self.jitted = jax.jit(backward)
-        self.name = f"vjp_backward({fwd.vjp_op.primal.name})"
-
-    def make_node(self, pullback, *gs):
-        return Apply(self, [pullback, *gs], [t() for t in self.fwd.vjp_op.output_types])
-
-    def perform(self, node, inputs, outputs):
-        for storage, g in zip(outputs, self.jitted(*inputs)):
-            storage[0] = np.array(g)
-
-    def infer_shape(self, fgraph, node, input_shapes):
-        shapes = [t.shape for t in self.fwd.vjp_op.output_types]
-        if any(None in s for s in shapes):
-            raise ShapeError(f"{self.name}: output shape unknown until run")
-        return shapes
-
-
-class _FuseWithDerived(GraphRewriter):
-    """Let a primal node share the JAX call of its derived node on the same inputs.
-
-    ``role="jacobian"``: the primal outputs are replaced by the value outputs of the
-    value-and-Jacobian node. ``role="vjp"``: primal + VJP become one ``jax.vjp`` call whose
-    pullback feeds the backward node (C/Python backends only: the pullback is a Python
-    object that Numba cannot carry, and XLA fuses the JAX backend's graph by itself).
-    """
-
-    def __init__(self, role: str):
-        self.role = role
-
-    def apply(self, fgraph):
-        derived_nodes = [n for n in fgraph.toposort() if isinstance(n.op, JaxOp) and n.op.role == self.role]
-        for dnode in derived_nodes:
-            if dnode not in fgraph.apply_nodes:  # replaced by an earlier fusion
-                continue
-            primal = dnode.op.primal
-            n_in = len(primal.input_types)
-            xs = dnode.inputs[:n_in]
-            pnode = _find_application(fgraph, primal, xs)
-            if pnode is None or (self.role == "vjp" and not primal.fuse_vjp):
-                continue
-            if self.role == "jacobian":
-                fgraph.replace_all(
-                    list(zip(pnode.outputs, dnode.outputs[: len(pnode.outputs)])),
-                    reason="fuse_forward_and_jacobian",
-                )
-            else:
-                fwd, bwd = dnode.op.fused_ops()
-                fwd_outs = fwd(*xs, return_list=True)
-                grads = bwd(fwd_outs[-1], *dnode.inputs[n_in:], return_list=True)
-                fgraph.replace_all(
-                    list(zip(pnode.outputs, fwd_outs[:-1])) + list(zip(dnode.outputs, grads)),
-                    reason="fuse_forward_and_vjp",
-                )
-
-
-def _find_application(fgraph, op, inputs):
-    if not inputs:
-        return next((n for n in fgraph.apply_nodes if n.op is op and not n.inputs), None)
-    for client, _ in fgraph.clients.get(inputs[0], ()):
-        if getattr(client, "op", None) is op and list(client.inputs) == list(inputs):
-            return client
-    return None
-
-
-fuse_forward_and_jacobian = _FuseWithDerived("jacobian")
-fuse_forward_and_vjp = _FuseWithDerived("vjp")
-# After canonicalize/specialize (so merged inputs match), before inplace (49.x).
-optdb.register("jaxpm_fuse_forward_and_jacobian", fuse_forward_and_jacobian, "fast_run", "fast_compile", position=48.1)
-optdb.register("jaxpm_fuse_forward_and_vjp", fuse_forward_and_vjp, "fast_run", "fast_compile", "cxx_only", position=48.2)
 
 
 # --------------------------------------------------------------------------------------
@@ -489,18 +344,38 @@ class JaxFunction:
     and rebuilds the output pytree from the Op's outputs.
     """
 
-    def __init__(self, fn: Callable, *, grad: GradMode = "reverse", name: str | None = None, fuse_vjp: bool = False):
+    def __init__(
+        self,
+        fn: Callable,
+        *,
+        grad: GradMode = "reverse",
+        name: str | None = None,
+        fuse_vjp: bool = False,
+        jax_custom_vjp: bool = True,
+    ):
         if grad not in ("reverse", "forward", None):
             raise ValueError(f"grad must be 'reverse', 'forward' or None, got {grad!r}")
         self.fn = fn
         self.grad = grad
         self.fuse_vjp = fuse_vjp
+        self.jax_custom_vjp = jax_custom_vjp
         self.name = name or getattr(fn, "__name__", None) or type(fn).__name__
         self._ops: dict[Any, tuple[JaxOp, Any]] = {}
         functools.update_wrapper(self, fn, updated=())
 
     def __repr__(self):
         return f"jax_op({self.name}, grad={self.grad!r})"
+
+    def variant(self, **changes) -> JaxFunction:
+        """The same function wrapped with other options (``grad``, ``name``, ``fuse_vjp``,
+        ``jax_custom_vjp``): a new wrapper with its own Ops.
+
+        >>> import jax.numpy as jnp
+        >>> jax_op(jnp.sin, grad="forward").variant(jax_custom_vjp=False)
+        jax_op(sin, grad='forward')
+        """
+        options = dict(grad=self.grad, name=self.name, fuse_vjp=self.fuse_vjp, jax_custom_vjp=self.jax_custom_vjp)
+        return JaxFunction(self.fn, **{**options, **changes})
 
     def __call__(self, *args, **kwargs):
         try:
@@ -558,7 +433,7 @@ class JaxFunction:
             # dim: right for functions that combine equal-length inputs elementwise.
             concrete = _current_shapes(variables)
             if concrete is not None:
-                retry = [jax.ShapeDtypeStruct(c, t.dtype) for c, t in zip(concrete, input_types)]
+                retry = [jax.ShapeDtypeStruct(c, t.dtype) for c, t in zip(concrete, input_types, strict=False)]
             else:
                 retry = _abstract_inputs(input_types, shared_symbol=True)[0]
             try:
@@ -582,34 +457,72 @@ class JaxFunction:
             out_dims.append(tuple(d if isinstance(d, int) else dims.get(str(d)) for d in s.shape))
         if any(d is None for od in out_dims for d in od):
             out_dims = None
-        op = JaxOp(flat_fn, input_types, out_types, name=name, grad=self.grad, out_dims=out_dims, fuse_vjp=self.fuse_vjp)
+        op = JaxOp(
+            flat_fn, input_types, out_types, name=name, grad=self.grad, out_dims=out_dims,
+            fuse_vjp=self.fuse_vjp, jax_custom_vjp=self.jax_custom_vjp,
+        )
         return op, out_info["treedef"]
 
 
-def jax_op(fn: Callable | None = None, *, grad: GradMode = "reverse", name: str | None = None, fuse_vjp: bool = False):
+def jax_op(
+    fn: Callable | None = None,
+    *,
+    grad: GradMode = "reverse",
+    name: str | None = None,
+    fuse_vjp: bool = False,
+    jax_custom_vjp: bool = True,
+):
     """Wrap a jittable JAX function so that it takes and returns PyTensor variables.
 
     Usable as ``jax_op(fn)``, ``@jax_op`` or ``@jax_op(grad="forward")``.
 
-    Args:
-        fn: the JAX function. Arguments and results may be pytrees of arrays; leaves that
-            are not PyTensor variables or arrays are static (hashable values compare by
-            value, others by identity).
-        grad: ``"reverse"`` (VJP; supports grad of grad), ``"forward"`` (value and
-            forward-mode Jacobian in one JAX call; best when the differentiable inputs are
-            few and the outputs many, e.g. ODE solutions), or ``None`` (not differentiable).
-        name: how the Op is shown in graphs and errors (default: ``fn.__name__``).
-        fuse_vjp: in reverse mode on the C backend, compute the forward pass once and hand
-            its pullback (residuals kept in JAX memory) to the backward node, instead of
-            recomputing the forward pass inside the VJP. Off by default: on a CPU, carrying
-            the pullback across two jitted calls measured slower than recomputing in every
-            case tried (post ODE 790 vs 407 µs, a 4-parameter ODE 1.65 vs 1.21 ms, the
-            post's CNN 5.2 vs 4.3 s per logp+dlogp); it may pay where the forward pass
-            dominates and its residuals are small.
+    Parameters
+    ----------
+    fn
+        The JAX function. Arguments and results may be pytrees of arrays; leaves that are
+        not PyTensor variables or arrays are static (hashable values compare by value,
+        others by identity).
+    grad
+        ``"reverse"`` (a VJP; supports grad of grad), ``"forward"`` (value and
+        forward-mode Jacobian in one JAX call; best when the differentiable inputs are
+        few and the outputs many, e.g. ODE solutions), or ``None`` (not differentiable).
+    name
+        How the Op is shown in graphs and errors (default: ``fn.__name__``).
+    fuse_vjp
+        In reverse mode on the C backend, compute the forward pass once and hand its
+        pullback (residuals kept in JAX memory) to the backward node, instead of
+        recomputing the forward pass inside the VJP. Off by default: on a CPU, carrying
+        the pullback across two jitted calls measured slower than recomputing in every
+        case tried (see benchmarks/README.md); it may pay where the forward pass dominates
+        and its residuals are small.
+    jax_custom_vjp
+        In forward mode, give the function a ``jax.custom_vjp`` on the JAX backend, so
+        that ``jax.grad`` of a jaxified logp works even when the function refuses reverse
+        mode (``diffrax.ForwardMode``). Turn it off to push tangents through the JAX
+        backend's graph (``jax.jacfwd`` of a jaxified logp), which a ``custom_vjp`` refuses.
+
+    Returns
+    -------
+    JaxFunction
+        Callable on PyTensor variables (and arrays), returning PyTensor variables in the
+        structure ``fn`` returns.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp, numpy as np, pytensor, pytensor.tensor as pt
+    >>> @jax_op
+    ... def scaled_exp(x, scale):
+    ...     return {"y": scale * jnp.exp(x)}
+    >>> x = pt.vector("x", shape=(2,))
+    >>> y = scaled_exp(x, 2.0)["y"]
+    >>> f = pytensor.function([x], [y, pytensor.grad(y.sum(), x)])
+    >>> [np.round(v, 4).tolist() for v in f(np.array([0.0, 1.0]))]
+    [[2.0, 5.4366], [2.0, 5.4366]]
     """
+    options = dict(grad=grad, name=name, fuse_vjp=fuse_vjp, jax_custom_vjp=jax_custom_vjp)
     if fn is None:
-        return functools.partial(jax_op, grad=grad, name=name, fuse_vjp=fuse_vjp)
-    return JaxFunction(fn, grad=grad, name=name, fuse_vjp=fuse_vjp)
+        return functools.partial(jax_op, **options)
+    return JaxFunction(fn, **options)
 
 
 # --------------------------------------------------------------------------------------
@@ -645,13 +558,19 @@ def _hashable(value):
     return (type(value), value)
 
 
-def _is_float(t) -> bool:
+def _dims_of(i: int, t: TensorType) -> tuple:
+    """Input ``i``'s dims for ``out_dims``: static sizes, or ``(i, axis)`` where unknown."""
+    return tuple((i, a) if s is None else s for a, s in enumerate(t.shape))
+
+
+def is_float_type(t) -> bool:
+    """Whether a PyTensor type is a float (or complex) tensor: the types gradients flow through."""
     return isinstance(t, TensorType) and t.dtype.startswith(("float", "complex"))
 
 
 def _insert(xs, idx, values):
     xs = list(xs)
-    for i, v in zip(idx, values):
+    for i, v in zip(idx, values, strict=False):
         xs[i] = v
     return xs
 
@@ -661,7 +580,7 @@ def _restricted(f, xs, diff, connected):
 
     def g(*d):
         ys = f(*_insert(xs, diff, d))
-        return tuple(y for y, c in zip(ys, connected) if c)
+        return tuple(y for y, c in zip(ys, connected, strict=False) if c)
 
     return g
 
@@ -724,9 +643,12 @@ def _abstract_inputs(input_types, shared_symbol: bool = False):
     if names:
         from jax import export
 
-        symbols = dict(zip(names, export.symbolic_shape(", ".join(names))))
+        symbols = dict(zip(names, export.symbolic_shape(", ".join(names)), strict=False))
         return (
-            [jax.ShapeDtypeStruct(tuple(symbols.get(s, s) if isinstance(s, str) else s for s in shape), dtype) for shape, dtype in structs],
+            [
+                jax.ShapeDtypeStruct(tuple(symbols.get(s, s) if isinstance(s, str) else s for s in shape), dtype)
+                for shape, dtype in structs
+            ],
             dims,
         )
     return [jax.ShapeDtypeStruct(tuple(shape), dtype) for shape, dtype in structs], dims

@@ -1,13 +1,14 @@
-"""The figures of a sampled run: traces, posteriors, the ODE fit, the CNN's digits.
+"""The figures every sampled run gets: traces, posteriors, an optimiser's loss.
 
 Every function takes the data it draws and a path to write, and writes one PNG with the
-non-interactive Agg backend; callers hand them to :func:`jaxpm.results.write_with` so a
-file is whole or absent. Nothing here knows about PyMC models.
+non-interactive Agg backend; callers hand them to :func:`jaxpm.rundir.write_with` so a
+file is whole or absent. Nothing here knows about PyMC models. Experiments draw their own
+figures (``jaxpm.experiments.ode.plots``, ``jaxpm.experiments.cnn.plots``) with
+:func:`pyplot`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,8 @@ MAX_COMPONENTS = 10
 MAX_VARS = 8
 
 
-def _plt():
+def pyplot():
+    """matplotlib.pyplot on the non-interactive Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -61,7 +63,7 @@ def trace(dataset, path: str | Path) -> None:
     """``az.plot_trace`` of ``dataset`` (see :func:`plot_dataset`)."""
     import arviz as az
 
-    plt = _plt()
+    plt = pyplot()
     axes = az.plot_trace(dataset, compact=True, figsize=(10, 2.2 * len(dataset.data_vars)))
     fig = np.asarray(axes).ravel()[0].figure
     fig.tight_layout()
@@ -73,7 +75,7 @@ def posterior(dataset, path: str | Path, *, point_estimate: str = "mean") -> Non
     """``az.plot_posterior`` of ``dataset`` (see :func:`plot_dataset`)."""
     import arviz as az
 
-    plt = _plt()
+    plt = pyplot()
     panels = sum(int(np.prod([n for d, n in v.sizes.items() if d not in ("chain", "draw")], dtype=int))
                  for v in dataset.data_vars.values())
     cols = max(1, min(4, panels))
@@ -87,92 +89,9 @@ def posterior(dataset, path: str | Path, *, point_estimate: str = "mean") -> Non
     plt.close(fig)
 
 
-def ode_fit(
-    times: np.ndarray,
-    draws: np.ndarray,
-    path: str | Path,
-    *,
-    observed: np.ndarray | None = None,
-    output: str = "ode",
-    observed_name: str | None = None,
-    labels: Sequence[str] | None = None,
-) -> None:
-    """Posterior median and 90% band of an ODE solution at the save times, over the data.
-
-    ``draws`` has shape ``(n_draws, n_times, *state)``; the state is flattened into
-    components, one panel each. ``observed`` (optional) has the solution's shape (or its
-    size) and is drawn as points.
-    """
-    plt = _plt()
-    times = np.asarray(times, dtype=float)
-    draws = np.asarray(draws, dtype=float).reshape(len(draws), len(times), -1)
-    n_comp = draws.shape[2]
-    obs = None if observed is None else np.asarray(observed, dtype=float).reshape(len(times), n_comp)
-    lo, med, hi = np.nanpercentile(draws, [5, 50, 95], axis=0)
-    ncols = min(n_comp, 3)
-    nrows = -(-n_comp // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.5 * ncols, 3.2 * nrows), squeeze=False)
-    dense = len(times) > 30
-    for c in range(n_comp):
-        ax = axes.ravel()[c]
-        name = labels[c] if labels is not None and c < len(labels) else (output if n_comp == 1 else f"{output}[:, {c}]")
-        ax.fill_between(times, lo[:, c], hi[:, c], color="C0", alpha=0.3, lw=0, label="90% band")
-        ax.plot(times, med[:, c], color="C0", marker=None if dense else ".", label="posterior median")
-        if obs is not None:
-            ax.plot(times, obs[:, c], "o", color="k", ms=4, label=observed_name or "observed")
-        ax.set_title(name)
-        ax.set_xlabel("t")
-    for ax in axes.ravel()[n_comp:]:
-        ax.set_visible(False)
-    axes.ravel()[0].legend(fontsize=8)
-    fig.suptitle(f"{output}: posterior at the save times ({len(draws)} draws)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-
-
-def digits(
-    images: np.ndarray,
-    predicted: np.ndarray,
-    path: str | Path,
-    *,
-    labels: np.ndarray | None = None,
-    confidence: np.ndarray | None = None,
-    title: str = "",
-    n: int = 32,
-) -> None:
-    """A grid of the first ``n`` images titled with their predicted class (green when it
-    matches the label, red when not) and, if given, the predicted probability."""
-    plt = _plt()
-    n = min(n, len(images))
-    ncols = 8
-    nrows = max(1, -(-n // ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(1.4 * ncols, 1.65 * nrows + 0.4), squeeze=False)
-    for i, ax in enumerate(axes.ravel()):
-        ax.set_axis_off()
-        if i >= n:
-            continue
-        img = np.asarray(images[i], dtype=float)
-        ax.imshow(img.reshape(img.shape[0], img.shape[1], -1)[..., 0], cmap="gray_r")
-        text = f"{int(predicted[i])}"
-        color = "k"
-        if labels is not None:
-            right = int(predicted[i]) == int(labels[i])
-            color = "green" if right else "red"
-            text += "" if right else f" ({int(labels[i])})"
-        if confidence is not None:
-            text += f" {confidence[i]:.2f}"
-        ax.set_title(text, color=color, fontsize=9)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-
-
 def loss(history: np.ndarray, path: str | Path, *, title: str = "ADVI loss") -> None:
     """The optimisation loss per iteration (log scale when positive), with a running mean."""
-    plt = _plt()
+    plt = pyplot()
     history = np.asarray(history, dtype=float)
     fig, ax = plt.subplots(figsize=(7, 3.2))
     ax.plot(history, lw=0.5, alpha=0.5, color="C0")

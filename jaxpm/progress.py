@@ -18,11 +18,11 @@ class Progress:
         self.enabled = enabled and console is not None
 
     @classmethod
-    def quiet(cls) -> "Progress":
+    def quiet(cls) -> Progress:
         return cls(None, enabled=False)
 
     @classmethod
-    def stderr(cls) -> "Progress":
+    def stderr(cls) -> Progress:
         return cls(Console(stderr=True))
 
     @contextlib.contextmanager

@@ -1,102 +1,25 @@
 """``jaxpm run``: build, evaluate on each backend, check gradients, sample, write the folder.
 
-:func:`prepare` does the part every command shares (load the spec with the command-line
-overrides, build the model); :func:`evaluate_backends` is what ``compare-backends``
-runs; :func:`run` strings everything together and writes the run folder.
+:func:`run` strings the pieces together (:func:`jaxpm.prepare.prepare`,
+:func:`jaxpm.evaluation.evaluate_backends`, :func:`jaxpm.gradcheck.check_gradients`,
+:func:`jaxpm.sampling.sample_and_save`) and writes the run folder.
 """
 
 from __future__ import annotations
 
-import json
+import shutil
+import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jaxpm import backends as be
-from jaxpm import results
-from jaxpm.errors import ConfigError
+from jaxpm import rundir
+from jaxpm.evaluation import evaluate_backends
+from jaxpm.gradcheck import check_gradients
+from jaxpm.prepare import prepare
 from jaxpm.progress import Progress
-from jaxpm.spec import Spec, load_spec
-
-
-@dataclass
-class Prepared:
-    """A loaded spec and its built model (shared by run, check-grad, compare-backends)."""
-
-    spec: Spec
-    model: Any
-    ctx: Any
-    build_seconds: float
-    point: dict = field(default_factory=dict)
-    compiled: dict[str, be.Compiled] = field(default_factory=dict)
-
-
-def overrides_from(
-    sets: list[str] | None = None,
-    backends: list[str] | None = None,
-    out: str | Path | None = None,
-    sample: bool | None = None,
-) -> list[str]:
-    """Command-line options as ``KEY.PATH=VALUE`` overrides (``--backend`` etc. are
-    shorthands for ``--set``); values are JSON, which YAML reads as it is."""
-    overrides = list(sets or [])
-    if backends:
-        overrides.append(f"evaluate.backends={json.dumps(list(backends))}")
-    if out is not None:
-        overrides.append(f"output.dir={json.dumps(str(out))}")
-    if sample is not None:
-        overrides.append(f"sample.enabled={json.dumps(bool(sample))}")
-    return overrides
-
-
-def prepare(config, overrides=None, progress: Progress | None = None) -> Prepared:
-    """Load the spec (a path, built-in name, mapping or Spec) and build its model."""
-    from jaxpm.model import build
-
-    progress = progress or Progress.quiet()
-    spec = config if isinstance(config, Spec) else load_spec(config, overrides or None)
-    with progress.step(f"{spec.name}: building the model"):
-        start = time.perf_counter()
-        model, ctx = build(spec)
-        try:
-            point = be.evaluation_point(model, spec)
-            if spec.sample.enabled and spec.sample.initvals:
-                from jaxpm.sampling import initvals
-
-                initvals(model, spec.sample)  # a bad start fails here, before anything is written
-        except ConfigError as e:
-            raise e.within(spec.label) from None
-    return Prepared(spec, model, ctx, time.perf_counter() - start, point)
-
-
-def evaluate_backends(prep: Prepared, progress: Progress | None = None) -> dict:
-    """logp terms, dlogp and timing on each configured backend, plus their comparison."""
-    progress = progress or Progress.quiet()
-    spec, model = prep.spec, prep.model
-    point = prep.point
-    per_backend = {}
-    for backend in spec.evaluate.backends:
-        with progress.step(f"{spec.name}: compiling and timing logp+dlogp on {backend}"):
-            if backend not in prep.compiled:
-                prep.compiled[backend] = be.compile_backend(model, backend)
-            per_backend[backend] = be.evaluate(model, prep.compiled[backend], point, spec.evaluate.repeats)
-    comparison = be.compare(per_backend, spec.evaluate.rtol, spec.evaluate.atol)
-    return {
-        "config": spec.label,
-        "name": spec.name,
-        "ok": comparison["ok"],
-        "point": {k: _plain(v) for k, v in point.items()},
-        "backends": per_backend,
-        **{k: v for k, v in comparison.items() if k != "ok"},
-    }
-
-
-def _plain(v):
-    import numpy as np
-
-    v = np.asarray(v, dtype=float)
-    return float(v) if v.ndim == 0 else v.tolist()
+from jaxpm.sampling import sample_and_save
 
 
 @dataclass
@@ -112,73 +35,78 @@ class RunResult:
 
 
 def run(config, overrides=None, *, progress: Progress | None = None) -> RunResult:
-    """Run an experiment end to end and write its run folder (``jaxpm.run``)."""
+    """Run an experiment end to end and write its run folder.
+
+    Parameters
+    ----------
+    config
+        A config path, a built-in name (``"ode"``), a mapping or a :class:`~jaxpm.spec.Spec`.
+    overrides
+        ``["key.path=VALUE", ...]``, as ``--set`` on the command line.
+    progress
+        Where progress goes (default: nowhere; the CLI passes one on stderr).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as out:
+    ...     result = run("exp", [f"output.dir={out}", "evaluate.backends=[c]", "check_grad.enabled=false"])
+    ...     result.ok, result.info["status"], sorted(result.info["files"])[:2]
+    (True, 'finished', ['config.yaml', 'model.dot'])
+    """
     progress = progress or Progress.quiet()
     started = time.perf_counter()
     prep = prepare(config, overrides, progress)
     spec = prep.spec
-    run_dir = results.new_run_dir(Path(spec.output.dir), spec.name)
+    folder = rundir.RunFolder.create(spec.output.dir, spec.name)
     info: dict[str, Any] = {
         "name": spec.name,
         "config": spec.label,
-        "run_dir": str(run_dir),
+        "run_dir": str(folder.path),
         "status": "running",
         "spec": spec.model_dump(mode="json"),
-        "versions": results.versions(),
+        "versions": rundir.versions(),
         "timing": {"build_seconds": prep.build_seconds},
-        "experiment": _experiment_info(prep.ctx),
+        "experiment": _describe(prep),
         "files": [],
     }
-    files: list[str] = []
-
-    def save(name: str, writer):
-        writer(run_dir / name)
-        files.append(name)
 
     def stop_clock(info):
         info["timing"]["total_seconds"] = time.perf_counter() - started
 
-    with results.recorded(info, run_dir / "run.json", files, stop_clock):
-        save("config.yaml", lambda p: results.write_text(p, spec.to_yaml()))
-        _write_graph(prep.model, run_dir, files)
+    with folder.recorded(info, "run.json", stop_clock):
+        folder.save("config.yaml", lambda p: rundir.write_text(p, spec.to_yaml()))
+        _write_graph(prep.model, folder)
         info["evaluation"] = evaluate_backends(prep, progress)
         info["ok"] = info["evaluation"]["ok"]
         if spec.check_grad.enabled:
-            from jaxpm.gradcheck import check_gradients
-
             info["check_grad"] = check_gradients(prep, progress)
             info["ok"] = info["ok"] and info["check_grad"]["ok"]
         if spec.sample.enabled:
-            from jaxpm.sampling import sample_and_save
-
-            info["sampling"] = sample_and_save(prep, run_dir, save, progress)
+            info["sampling"] = sample_and_save(prep, folder.save, progress)
             info["ok"] = info["ok"] and info["sampling"]["ok"]
-    return RunResult(run_dir, info)
+    return RunResult(folder.path, info)
 
 
-def _experiment_info(ctx) -> dict:
-    """The JSON-friendly part of what the experiment reported about itself."""
-    out = {"ops": [u.name for u in ctx.ops]}
-    for name, info in ctx.info.items():
-        out[name] = {k: v for k, v in info.items() if isinstance(v, str | int | float | list | bool)}
+def _describe(prep) -> dict[str, Any]:
+    """run.json's ``experiment`` block: the ops applied, and what the experiment says of itself."""
+    out: dict[str, Any] = {"ops": [u.name for u in prep.ctx.ops]}
+    facts = prep.experiment.describe(prep.ctx.built)
+    if facts:
+        out[prep.experiment.name] = facts
     return out
 
 
-def _write_graph(model, run_dir: Path, files: list[str]) -> None:
+def _write_graph(model, folder: rundir.RunFolder) -> None:
     """``model.dot`` always; ``model.svg`` where Graphviz's ``dot`` is installed."""
-    import shutil
-    import subprocess
-
     import pymc as pm
 
     dot = pm.model_to_graphviz(model).source
-    results.write_text(run_dir / "model.dot", dot)
-    files.append("model.dot")
+    folder.save("model.dot", lambda p: rundir.write_text(p, dot))
     if shutil.which("dot"):
         svg = subprocess.run(["dot", "-Tsvg"], input=dot.encode(), capture_output=True, check=False)
         if svg.returncode == 0:
-            results.write_bytes(run_dir / "model.svg", svg.stdout)
-            files.append("model.svg")
+            folder.save("model.svg", lambda p: rundir.write_bytes(p, svg.stdout))
 
 
-__all__ = ["run", "prepare", "evaluate_backends", "overrides_from", "RunResult", "ConfigError"]
+__all__ = ["run", "RunResult"]

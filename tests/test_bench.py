@@ -223,23 +223,27 @@ def test_a_disagreeing_implementation_exits_1(tmp_path, monkeypatch):
     assert "nothing for wrap_jax to wrap" in by[("wrap_jax", "all")]["error"]
 
 
-# ------------------------------------------------------------------------- the patches
+# ------------------------------------------------------------------------- the wrappers
 
 
-def test_patches_are_undone_even_after_an_error():
-    from pytensor.link.jax.dispatch import jax_funcify
+def test_other_wrappers_build_other_models_and_leave_jaxpm_alone():
+    """bench builds its reference models through build_model's public ``wrapper``: the
+    wrap_jax model holds no JaxOp, the raw model's forward-mode op has no custom_vjp on
+    the JAX backend, and a plain build afterwards is jaxpm's own again."""
+    from pytensor.graph.traversal import applys_between
 
-    from jaxpm.model import Context
+    from jaxpm.model import build
     from jaxpm.ops import JaxOp
 
-    apply, dispatch = Context.apply, jax_funcify.dispatch(JaxOp)
-    with pytest.raises(RuntimeError):
-        with bench_mod.wrap_jax_apply():
-            assert Context.apply is not apply
-            raise RuntimeError
-    with pytest.raises(RuntimeError):
-        with bench_mod.raw_jax_funcify():
-            assert jax_funcify.dispatch(JaxOp) is not dispatch
-            raise RuntimeError
-    assert Context.apply is apply
-    assert jax_funcify.dispatch(JaxOp) is dispatch
+    def jax_ops(model):
+        return list({n.op for n in applys_between(model.value_vars, [model.logp()]) if isinstance(n.op, JaxOp)})
+
+    notes: list[str] = []
+    wrapped, _ = build("exp", wrapper=bench_mod.wrap_jax_wrapper(notes))
+    assert jax_ops(wrapped) == [] and notes == []
+    raw, _ = build("ode", wrapper=bench_mod.raw_jax_wrapper)
+    (op,) = jax_ops(raw)
+    assert op.grad_mode == "forward" and op.jax_custom_vjp is False
+    plain, _ = build("ode")
+    (op,) = jax_ops(plain)
+    assert op.grad_mode == "forward" and op.jax_custom_vjp is True

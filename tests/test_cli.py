@@ -11,7 +11,6 @@ module in fixtures and shared by the assertions.
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from importlib.metadata import version
@@ -210,9 +209,9 @@ def test_second_run_makes_a_second_folder(ode_run, ode_second_run):
 
 
 def test_run_ids_sort_by_creation_time(tmp_path):
-    from jaxpm import results
+    from jaxpm import rundir
 
-    made = [results.new_run_dir(tmp_path, "x").name for _ in range(5)]  # within one second
+    made = [rundir.new_run_dir(tmp_path, "x").name for _ in range(5)]  # within one second
     assert len(set(made)) == 5
     assert sorted(made) == made
     assert sorted(p.name for p in (tmp_path / "x").iterdir()) == made
@@ -270,7 +269,7 @@ def test_compare_backends_terms_and_dlogp_follow_the_model(compared, index, conf
     for b in BACKENDS:
         got = e["backends"][b]
         assert list(got["logp_terms"]) == expected_keys
-        for (name, v), want in zip(got["logp_terms"].items(), values):
+        for (name, v), want in zip(got["logp_terms"].items(), values, strict=False):
             assert np.asarray(v) == close(np.asarray(want)), (b, name)
         assert list(got["dlogp"]) == [v.name for v in model.value_vars]
         flat = np.concatenate([np.asarray(v, dtype=float) for v in got["dlogp"].values()])
@@ -386,4 +385,5 @@ def test_trust_tools_with_no_config_cover_the_three_builtins():
     assert cnn["backends"]["c"]["logp"] == close(-759928.81029946)
     grad = invoke_json("check-grad", "--set", "check_grad.points=1")
     assert [e["name"] for e in grad["experiments"]] == ["cnn", "exp", "ode"]
-    assert all(e["ok"] for e in grad["experiments"]), [(e["name"], e["ops"], e["model"], e["jax"]) for e in grad["experiments"]]
+    details = [(e["name"], e["ops"], e["model"], e["jax"]) for e in grad["experiments"]]
+    assert all(e["ok"] for e in grad["experiments"]), details

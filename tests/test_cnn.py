@@ -7,9 +7,9 @@ import pytest
 import tensorflow_datasets as tfds
 
 from jaxpm import backends as be
-from jaxpm import images, nets
 from jaxpm.errors import ConfigError
-from jaxpm.runner import prepare
+from jaxpm.experiments.cnn import images, nets
+from jaxpm.prepare import prepare
 
 # --------------------------------------------------------------------------- data
 
@@ -143,29 +143,29 @@ def test_flax_init_is_random_and_deterministic():
 
 
 def test_fit_start_comes_from_the_sample_seed(small_cnn):
-    from jaxpm import sampling
-
     s = small_cnn.spec.sample
     assert s.start == "flax"  # the packaged config's fit
-    first = sampling._start_point(small_cnn, s, 7)
+    assert "flax" in small_cnn.experiment.fit_starts
+
+    def start(seed):
+        return small_cnn.experiment.fit_start(s.start, small_cnn.ctx.built, seed)
+
+    first = start(7)
     assert list(first) == [v.name for v in small_cnn.model.value_vars]
-    again, other = sampling._start_point(small_cnn, s, 7), sampling._start_point(small_cnn, s, 8)
+    again, other = start(7), start(8)
     assert all(np.array_equal(first[k], again[k]) for k in first)
     assert not np.array_equal(first["Conv_0_kernel"], other["Conv_0_kernel"])
-    assert sampling._start_point(small_cnn, s.model_copy(update={"start": "initial"}), 7) is None
 
 
 def test_inference_dtype_is_for_the_fit_only(small_cnn):
     """cnn.inference_dtype: float32 rebuilds the model for the fit; evaluation keeps float64."""
-    from jaxpm import sampling
-
     assert (small_cnn.spec.cnn.dtype, small_cnn.spec.cnn.inference_dtype) == ("float64", "float32")
-    fit_model = sampling._inference_model(small_cnn, small_cnn.model)
-    assert fit_model is not small_cnn.model
+    fit_model = small_cnn.inference_model()
+    assert fit_model is not small_cnn.model and fit_model is small_cnn.inference_model()  # built once
     assert [v.name for v in fit_model.value_vars] == [v.name for v in small_cnn.model.value_vars]
-    point = sampling._start_point(small_cnn, small_cnn.spec.sample, 1)
+    point = small_cnn.experiment.fit_start("flax", small_cnn.ctx.built, 1)
     lp64 = float(small_cnn.model.compile_logp()(point))
     lp32 = float(fit_model.compile_logp()(point))
     assert lp32 != lp64 and lp32 == pytest.approx(lp64, rel=1e-5)  # float32 rounding, no more
     same = prepare("cnn", ["check_grad.enabled=false", *SMALL, "cnn.inference_dtype=null"])
-    assert sampling._inference_model(same, same.model) is same.model
+    assert same.inference_model() is same.model

@@ -11,8 +11,8 @@ import pytest
 from scipy import ndimage
 
 import jaxpm  # noqa: F401 - float64 on
-from jaxpm import images, nets
 from jaxpm.errors import ConfigError
+from jaxpm.experiments.cnn import images, nets
 
 # --------------------------------------------------------------------------------------
 # digits

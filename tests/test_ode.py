@@ -4,20 +4,20 @@ import numpy as np
 import pytest
 
 from jaxpm import backends as be
-from jaxpm.runner import prepare
+from jaxpm.prepare import prepare
 
 FORWARD_DLOGP_Y0 = 1.15494948  # the post's number: d/dy0 of the discretised solve at y0 = 0
 
 
 def _evaluate(config, overrides, backends=("c", "jax")):
     prep = prepare(config, overrides)
-    return prep, {b: be.evaluate(prep.model, be.compile_backend(prep.model, b), prep.point, repeats=1) for b in backends}
+    return prep, {b: be.evaluate(prep.model, prep.compile(b), prep.point, repeats=1) for b in backends}
 
 
 @pytest.mark.parametrize("sensitivity", ["forward", "adjoint", "backsolve"])
 def test_sensitivities_agree_across_backends(sensitivity):
     prep, res = _evaluate("ode", [f"ode.sensitivity={sensitivity}"])
-    assert prep.ctx.info["ode"]["sensitivity"] == sensitivity
+    assert prep.ctx.built.sensitivity == sensitivity
     c, j = res["c"]["dlogp"]["y0"][0], res["jax"]["dlogp"]["y0"][0]
     assert c == pytest.approx(j, rel=1e-10)
     if sensitivity == "backsolve":  # the continuous adjoint: close to the exact 1.1557216
@@ -28,8 +28,8 @@ def test_sensitivities_agree_across_backends(sensitivity):
 
 def test_auto_sensitivity_is_forward_for_few_parameters():
     prep = prepare("lotka_volterra", ["check_grad.enabled=false", "ode.sensitivity=auto"])
-    assert prep.ctx.info["ode"]["sensitivity"] == "forward"
-    assert prep.ctx.info["ode"]["scalar_parameters"] == 6
+    assert prep.ctx.built.sensitivity == "forward"
+    assert prep.ctx.built.scalar_parameters == 6
 
 
 def test_failed_solve_is_minus_inf_not_an_exception():

@@ -194,19 +194,20 @@ def test_no_usable_draws_is_a_failed_check(runs):
 
 @pytest.mark.parametrize("sampler", ["nutpie", "pymc"])
 def test_ctrl_c_during_sampling_interrupts_the_run(out_dir, monkeypatch, sampler):
-    from jaxpm import sampling
+    from jaxpm.sampling import SAMPLERS
 
-    original = sampling._draw
+    chosen = SAMPLERS[sampler]
+    original = chosen.draw
 
-    def draw_then_ctrl_c(*args, **kwargs):
+    def draw_then_ctrl_c(job):  # Ctrl-C two seconds into the sampler's call
         timer = threading.Timer(2.0, os.kill, (os.getpid(), signal.SIGINT))
         timer.start()
         try:
-            return original(*args, **kwargs)
+            return original(job)
         finally:
             timer.cancel()
 
-    monkeypatch.setattr(sampling, "_draw", draw_then_ctrl_c)
+    monkeypatch.setattr(chosen, "draw", draw_then_ctrl_c)
     out = out_dir / f"interrupted-{sampler}"
     with pytest.raises(KeyboardInterrupt):
         run("exp", [f"output.dir={out}", "evaluate.backends=[c]", "check_grad.enabled=false",
@@ -260,8 +261,6 @@ TINY_CNN = [
 
 
 def test_cnn_accuracy_and_digits(runs):
-    pytest.importorskip("jaxpm.images")
-    pytest.importorskip("jaxpm.nets")
     result = runs("cnn", *TINY_CNN)
     s = result.info["sampling"]
     assert s["ok"] is True
@@ -334,8 +333,8 @@ def test_mass_matrix_choice_lands_the_posterior(runs, sampler, mass_matrix):
 
 @pytest.mark.parametrize("jitter", [False, True])
 def test_nutpie_starts_at_initvals(jitter):
-    from jaxpm.runner import prepare
-    from jaxpm.sampling import compile_nutpie
+    from jaxpm.prepare import prepare
+    from jaxpm.sampling.nutpie import compile_nutpie
 
     prep = prepare("exp", ["sample.enabled=true", "sample.initvals={x: [0.5, 0.6, 0.7]}", f"sample.jitter={jitter}"])
     starts = [compile_nutpie(prep.model, prep.spec.sample)._make_initial_points(seed) for seed in (1, 2)]

@@ -7,8 +7,8 @@ import pymc as pm
 import pytensor.tensor as pt
 import pytest
 
-from jaxpm.spec import Sample
-from jaxpm.starts import mode_start
+from jaxpm.sampling import Sample
+from jaxpm.sampling.starts import mode_start
 
 SIGMA = 0.5
 WEIGHTS = (0.3, 0.7)  # the mode at +3 is the main one, by log(0.7 / 0.3) = 0.847
@@ -46,7 +46,7 @@ def test_chains_start_at_laplace_draws(two_modes):
     assert flat.shape == (6, 2) and len({tuple(x) for x in flat}) == 6
     assert np.all(np.abs(flat - found.mode) < 6 * SIGMA)
     # the constrained points pm.sample takes: s = exp(log s)
-    for x, point in zip(flat, found.points):
+    for x, point in zip(flat, found.points, strict=False):
         assert point["x"] == pytest.approx(x[0]) and point["s"] == pytest.approx(np.exp(x[1]))
     # nutpie asks once per chain with a random seed: each call gets the next start
     handed = [found.flat_start(seed) for seed in (7, 7, 13, 2**64 - 1, 5, 0)]
@@ -71,7 +71,7 @@ def test_no_finite_logp_anywhere_is_an_error():
 def test_lotka_volterra_has_minor_modes_and_the_search_finds_the_main_one():
     """The reason the config starts at the mode: from jittered starts around the prior
     means, L-BFGS ends in poor fits more often than in the main mode."""
-    from jaxpm.runner import prepare
+    from jaxpm.prepare import prepare
 
     prep = prepare("lotka_volterra")
     found = mode_start(prep.model, prep.spec.sample, seed=prep.spec.seed)

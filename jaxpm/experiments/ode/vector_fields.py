@@ -77,5 +77,6 @@ def resolve(name: str, base_dir: Path | None = None, key: str = "ode.vector_fiel
     if name in BUILTIN:
         return BUILTIN[name]
     if ":" not in name:
-        raise ConfigError(key, f"unknown vector field '{name}'{did_you_mean(name, BUILTIN)} (or give 'package.module:function' / 'file.py:function')")
+        raise ConfigError(key, f"unknown vector field '{name}'{did_you_mean(name, BUILTIN)} "
+                               "(or give 'package.module:function' / 'file.py:function')")
     return load_callable(name, base_dir, key)

@@ -1,0 +1,171 @@
+"""``ode:`` an ODE solved with diffrax, its solution at the save times named ``output``.
+
+::
+
+    ode:
+      vector_field: lotka_volterra     # built-in, "package.module:function" or "file.py:function"
+      y0: z_init                       # expression (a scalar or a vector state)
+      args: theta                      # expression, list or mapping of expressions
+      saveat: {start: 0, stop: 20, num: 21}
+      solver: Dopri5                   # any diffrax solver; Kvaerno5 etc. for stiff systems
+      sensitivity: auto                # auto | forward | adjoint | backsolve
+
+The solution is ``ys`` with shape ``(len(saveat), *y0.shape)``. A failed solve never
+raises (see :mod:`jaxpm.experiments.ode.solve`): a potential ``<output>_failed`` adds
+``-inf`` to the logp, and a sampler sees a rejected proposal, not an exception.
+
+``sensitivity: auto`` picks ``forward`` for at most :data:`FORWARD_MAX_PARAMS` scalar
+parameters through the solver, else ``adjoint``.
+
+After sampling, the ODE is solved again at the kept draws: failed solves are counted
+(``failed_solves_in_draws``, 0 unless something is wrong, since a failed solve has logp
+-inf and cannot be accepted) and ``fit.png`` shows the posterior band of the solution
+over the data.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from jaxpm import rundir
+from jaxpm.draws import at_draws, thinned
+from jaxpm.errors import ConfigError
+from jaxpm.experiments.base import Experiment, Fitted
+from jaxpm.experiments.ode import plots, vector_fields
+from jaxpm.experiments.ode.section import OdeSection
+from jaxpm.experiments.ode.solve import SOLVE_OPS, is_adaptive, n_params
+
+FORWARD_MAX_PARAMS = 10
+"""``sensitivity: auto`` uses forward mode up to this many scalar parameters."""
+
+MAX_CHECK_DRAWS = 8000
+"""At most this many draws are re-solved to count failed solves (evenly thinned)."""
+
+FIT_DRAWS = 200
+"""Draws (evenly thinned) behind the band in ``fit.png``."""
+
+
+@dataclass
+class OdeBuilt:
+    """The built solve: its output's name, the success flag, the save times, the sensitivity used."""
+
+    output: str
+    solution: Any
+    ok: Any
+    save_times: np.ndarray
+    sensitivity: str
+    scalar_parameters: float
+
+
+class OdeExperiment(Experiment):
+    """A diffrax ODE solve inside the model (see the module docstring)."""
+
+    name = "ode"
+    section = OdeSection
+
+    def outputs(self, section: OdeSection) -> list[str]:
+        return [section.output]
+
+    def build(self, section: OdeSection, ctx) -> OdeBuilt:
+        import pymc as pm
+        import pytensor.tensor as pt
+
+        field = vector_fields.resolve(section.vector_field, ctx.base_dir)
+        y0 = ctx.value(section.y0, "ode.y0")
+        if isinstance(y0, dict) or y0 is None:
+            raise ConfigError("ode.y0", "y0 must be a scalar or a vector (an expression or a list of expressions)")
+        y0 = pt.as_tensor_variable(y0).astype("float64")
+        args = ctx.value(section.args, "ode.args")
+        ts = np.asarray(section.save_times(), dtype=float)
+        if ts.ndim != 1 or len(ts) == 0 or np.any(np.diff(ts) <= 0):
+            raise ConfigError("ode.saveat", "save times must be a non-empty, strictly increasing list")
+        t1 = float(section.t1) if section.t1 is not None else float(ts[-1])
+        if not (section.t0 <= ts[0] and ts[-1] <= t1):
+            raise ConfigError("ode.saveat", f"save times must lie in [t0, t1] = [{section.t0}, {t1}]")
+        if section.dt0 is None and not is_adaptive(section.solver):
+            raise ConfigError(
+                "ode.dt0", f"{section.solver} takes fixed steps: set dt0 (or pick an adaptive solver such as Tsit5)"
+            )
+
+        count = n_params(y0, args)
+        sensitivity = section.sensitivity
+        if sensitivity == "auto":
+            sensitivity = "forward" if count <= FORWARD_MAX_PARAMS else "adjoint"
+        ys, ok = ctx.apply(
+            SOLVE_OPS[sensitivity],
+            y0,
+            args,
+            vector_field=field,
+            solver=section.solver,
+            t0=float(section.t0),
+            t1=t1,
+            ts=tuple(ts.tolist()),
+            dt0=None if section.dt0 is None else float(section.dt0),
+            rtol=float(section.rtol),
+            atol=float(section.atol),
+            max_steps=int(section.max_steps),
+            sensitivity=sensitivity,
+            key="ode.vector_field",
+        )
+        ctx.add(section.output, ys, key="ode.output")
+        pm.Potential(f"{section.output}_failed", pt.switch(ok, 0.0, -np.inf))
+        return OdeBuilt(section.output, ys, ok, ts, sensitivity, count)
+
+    def describe(self, built: OdeBuilt) -> dict[str, Any]:
+        return {
+            "output": built.output,
+            "save_times": built.save_times.tolist(),
+            "sensitivity": built.sensitivity,
+            "scalar_parameters": built.scalar_parameters,
+        }
+
+    def after_sampling(self, fitted: Fitted) -> None:
+        """Count failed solves at the draws and draw ``fit.png`` (see the module docstring)."""
+        built: OdeBuilt = fitted.built
+        model = fitted.model
+        fn = at_draws(model, [built.solution, built.ok])
+        names = [rv.name for rv in model.free_RVs]
+        points = thinned(fitted.idata.posterior, names, MAX_CHECK_DRAWS)
+        fit_every = max(1, math.ceil(len(points) / FIT_DRAWS))
+        failed, curves = 0, []
+        for i, point in enumerate(points):
+            ys, ok = fn(point)
+            failed += not bool(ok)
+            if i % fit_every == 0 and bool(ok):
+                curves.append(np.asarray(ys))
+        fitted.info["failed_solves_in_draws"] = failed
+        fitted.info["draws_checked"] = len(points)
+        if not curves:
+            return
+        curves = np.stack(curves)
+        obs_name, observed, labels = matching_observed(model, curves.shape[1:], fitted.ctx.columns)
+        fitted.save("fit.png", lambda p: rundir.write_with(p, lambda t: plots.ode_fit(
+            built.save_times, curves, t, observed=observed, output=built.output, observed_name=obs_name,
+            labels=labels)))
+
+
+def matching_observed(
+    model, shape, columns: dict[str, list[str]]
+) -> tuple[str | None, np.ndarray | None, list[str] | None]:
+    """The observed data that line up with an ODE solution of ``shape``: same size, one row
+    per save time; and the names of its columns (``columns``, by observed variable) when
+    they name the solution's components."""
+    from pymc.backends.arviz import find_observations
+
+    size = int(np.prod(shape))
+    for obs_name, data in find_observations(model).items():
+        data = np.asarray(data)
+        if data.size == size and data.ndim >= 1 and data.shape[0] == shape[0]:
+            n_comp = size // shape[0]
+            labels = columns.get(obs_name)
+            if labels is not None and (len(labels) != n_comp or n_comp < 2):
+                labels = None
+            return obs_name, data, labels
+    return None, None, None
+
+
+__all__ = ["OdeExperiment", "OdeBuilt", "FORWARD_MAX_PARAMS", "matching_observed"]

@@ -1,0 +1,113 @@
+"""The ``sample:`` section: which sampler, how many draws, where chains start.
+
+The allowed samplers and each one's mass matrices come from the registry
+(:data:`jaxpm.sampling.registry.SAMPLERS`); a sampler can refuse settings it cannot run
+(:meth:`~jaxpm.sampling.base.Sampler.check`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from jaxpm.errors import did_you_mean
+from jaxpm.sampling.fits import OPTIMIZERS
+from jaxpm.sampling.registry import FITS, SAMPLERS
+from jaxpm.section import Float, Int, Section, fail
+
+STARTS = ("initial", "mode")
+"""``sample.start`` for every model: ``initial`` (the initial point) and, for NUTS, ``mode``.
+Experiments add their own starts for the fits (the CNN's ``flax``)."""
+
+
+class Sample(Section):
+    """``sample:``: draw from the posterior (off unless enabled).
+
+    The fits (``advi``, ``map``) have their own settings; each defaults to what PyMC does::
+
+        iterations: 20000     # advi: optimisation steps; map: at most this many logp+gradient evaluations
+        start: initial        # initial: the model's initial point | an experiment's own (the CNN's flax)
+        start_sigma: null     # advi: first std of every mean-field normal (null: PyMC's 0.69)
+        optimizer: adagrad_window   # advi: any of OPTIMIZERS (pm.adam, ...)
+        learning_rate: null   # advi: the optimiser's step size (null: PyMC's default)
+
+    NUTS samplers take::
+
+        mass_matrix: diag     # diag | low_rank (nutpie) | full (pymc, numpyro, blackjax)
+        jitter: true          # start each chain at the initial point plus Uniform(-1, 1)
+                              # noise in the unconstrained space (PyMC's default); false: no noise
+        initvals: {}          # {free variable: value} overriding the model's initial point
+        start: initial        # initial: the initial point above, jittered
+                              # mode: around the posterior mode, found by L-BFGS from
+                              # `restarts` jittered initial points (jaxpm.sampling.starts);
+                              # each chain at a draw from the Laplace approximation there
+        restarts: 16          # start: mode: how many L-BFGS runs look for the mode
+
+    Every sampler takes ``progressbar: true`` (its own live progress bar); ``false`` shows
+    a spinner instead. numpyro's bar is a host callback compiled into the sampler, and
+    JAX's compilation cache keeps no program with one: without the bar, a second run of
+    the same model loads the compiled sampler instead of compiling it again.
+    """
+
+    enabled: bool = False
+    sampler: str = "nutpie"
+    draws: Int = Field(1000, gt=0)
+    tune: Int = Field(1000, ge=0)
+    chains: Int = Field(4, gt=0)
+    cores: Int | None = Field(None, gt=0)
+    target_accept: Float = Field(0.8, gt=0, lt=1)
+    iterations: Int = Field(20000, gt=0)  # advi: steps; map: most logp+gradient evaluations
+    seed: Int | None = Field(None, ge=0)  # None: the top-level seed
+    start: str = "initial"  # initial | mode (NUTS) | an experiment's fit start (flax)
+    start_sigma: Float | None = Field(None, gt=0)  # advi; unconstrained space
+    optimizer: Literal[OPTIMIZERS] = "adagrad_window"  # advi
+    learning_rate: Float | None = Field(None, gt=0)  # advi; None: the optimiser's default
+    mass_matrix: Literal["diag", "low_rank", "full"] = "diag"  # NUTS samplers
+    jitter: bool = True  # NUTS samplers
+    initvals: dict[str, Any] = Field(default_factory=dict)  # NUTS samplers; checked against the model
+    progressbar: bool = True
+    restarts: Int = Field(16, gt=0)  # start: mode
+
+    START_KEY: ClassVar[tuple[str, ...]] = ("sample", "start")  # where check_start's errors point, from the spec
+
+    @field_validator("sampler")
+    @classmethod
+    def _known_sampler(cls, name: str) -> str:
+        if name not in SAMPLERS:
+            fail(f"{name!r} is not a sampler{did_you_mean(name, SAMPLERS)}")
+        return name
+
+    @model_validator(mode="after")
+    def _sampler_takes_these_settings(self) -> Sample:
+        sampler = SAMPLERS[self.sampler]
+        if self.mass_matrix not in sampler.mass_matrices:
+            fail(f"{self.sampler} has no {self.mass_matrix} mass matrix; it supports "
+                 f"{', '.join(sampler.mass_matrices)}", "mass_matrix")
+        problem = sampler.check(self)
+        if problem:
+            key, _, message = problem.partition(": ")
+            fail(message, key)
+        return self
+
+    def check_start(self, fit_starts: dict[str, str], experiment: str, elsewhere: dict[str, str]) -> None:
+        """``start`` must be ``initial``, ``mode`` (NUTS) or one of the experiment's
+        ``fit_starts`` (for a fit; start -> what it does). Called by the spec, which knows
+        the experiment, and ``elsewhere``: the fit starts of other experiments."""
+        sampler = SAMPLERS[self.sampler]
+        if self.start == "mode" and not sampler.mcmc:
+            fail(f"mode is a start for NUTS chains; {self.sampler} starts from "
+                 f"{' or '.join(['initial', *fit_starts])}: set sample.start=initial", *self.START_KEY)
+        if self.start in STARTS:
+            return
+        if self.start not in fit_starts:
+            if self.start in elsewhere:
+                fail(f"{self.start} {elsewhere[self.start]}; experiment {experiment!r} has none: "
+                     "set sample.start=initial", *self.START_KEY)
+            hint = did_you_mean(self.start, [*STARTS, *fit_starts])
+            fail(f"{self.start!r} is not a start point{hint}", *self.START_KEY)
+        if sampler.mcmc:
+            fail(f"{self.start} is a start for the fits ({' and '.join(FITS)}); for {self.sampler} set "
+                 "sample.start=initial or mode", *self.START_KEY)
+
+__all__ = ["Sample", "STARTS"]
