@@ -382,6 +382,9 @@ def bench_config(
         info.update(_summarise(rows))
         if sample is not None:
             info["sampling"] = _bench_samplers(prep, folder, sample, progress)
+            failed = [f"{name}: {r['message'] or 'no usable draws'}" for name, r in info["sampling"].items() if not r["ok"]]
+            info["failures"] += [f"sampler {f}" for f in failed]
+            info["ok"] = info["ok"] and not failed
         try:
             folder.save("bench.png", lambda p: rundir.write_with(p, lambda t: write_chart(info, t)))
         except Exception as e:  # noqa: BLE001 - a chart that cannot be drawn loses no figures

@@ -1,7 +1,7 @@
 """``jaxpm run``: build, evaluate on each backend, check gradients, sample, write the folder.
 
 :func:`run` strings the pieces together (:func:`jaxpm.prepare.prepare`,
-:func:`jaxpm.evaluation.evaluate_backends`, :func:`jaxpm.gradcheck.check_gradients`,
+:func:`jaxpm.evaluation.evaluate`, :func:`jaxpm.gradcheck.check_gradients`,
 :func:`jaxpm.sampling.sample_and_save`) and writes the run folder.
 """
 
@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from jaxpm import rundir
-from jaxpm.evaluation import evaluate_backends
+from jaxpm.evaluation import evaluate
 from jaxpm.gradcheck import check_gradients
 from jaxpm.prepare import prepare
 from jaxpm.progress import Progress
@@ -77,8 +79,11 @@ def run(config, overrides=None, *, progress: Progress | None = None) -> RunResul
     with folder.recorded(info, "run.json", stop_clock):
         folder.save("config.yaml", lambda p: rundir.write_text(p, spec.to_yaml()))
         _write_graph(prep.model, folder)
-        info["evaluation"] = evaluate_backends(prep, progress)
-        info["ok"] = info["evaluation"]["ok"]
+        evaluation = evaluate(prep, progress)
+        info["evaluation"] = evaluation.document
+        info["ok"] = evaluation.document["ok"]
+        if evaluation.arrays:  # variables too large for run.json, in full
+            folder.save("evaluation.npz", lambda p: rundir.write_with(p, lambda t: np.savez(t, **evaluation.arrays)))
         if spec.check_grad.enabled:
             info["check_grad"] = check_gradients(prep, progress)
             info["ok"] = info["ok"] and info["check_grad"]["ok"]

@@ -96,6 +96,9 @@ def _delete(*path):
 CASES = [
     Case("yaml_syntax_error", None, ("invalid YAML at line",), file=BAD / "syntax_error.yaml"),
     Case("top_level_list", None, ("expected a mapping of keys at the top level", "a list"), file=BAD / "top_level_list.yaml"),
+    Case("duplicate_key", "priors.y0", ("duplicate key 'y0' at line 5 (first at line 3)", "YAML keeps only the last one"), file=BAD / "duplicate_prior.yaml"),
+    Case("duplicate_key_in_a_flow_mapping", "priors.noise.sigma", ("duplicate key 'sigma' at line 4 (first at line 4)",), file=BAD / "duplicate_deep.yaml"),
+    Case("duplicate_key_in_set", "priors.z.mu", ("--set priors.z: duplicate key 'mu'",), ODE, args=("--set", "priors.z={dist: Normal, mu: 0, mu: 1}")),
     Case("unknown_top_level_key", "priros", ("unknown key 'priros'", "did you mean 'priors'"), ODE, _rename_top("priors", "priros")),
     Case("unknown_key_in_ode", "ode.rtoll", ("unknown key 'rtoll'", "did you mean 'rtol'"), ODE, _set("ode", "rtoll", 1e-5)),
     Case("wrong_type", "ode.rtol", ("expected a number", "'abc'"), ODE, _set("ode", "rtol", "abc")),

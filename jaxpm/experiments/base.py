@@ -98,6 +98,12 @@ class Experiment:
         """JSON-friendly facts about the built experiment, for run.json's ``experiment`` block."""
         return {}
 
+    def check_overrides(self, section: Any) -> dict[str, Any]:
+        """Spec overrides (``{"key.path": value}``) for the model ``check-grad`` runs on,
+        where the configured one would make a right gradient look wrong (an adaptive ODE
+        solve at a loose tolerance); ``check_grad.set`` adds to these."""
+        return {}
+
     def inference_overrides(self, section: Any) -> dict[str, Any]:
         """Spec overrides (``{"key.path": value}``) for the model samplers and fits run on,
         when it differs from the evaluated one (the CNN's ``inference_dtype``)."""

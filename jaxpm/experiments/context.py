@@ -55,6 +55,29 @@ class OpUse:
 
         return [v for v in jax.tree.leaves((self.args, self.kwargs)) if _is_dynamic(v)]
 
+    @property
+    def input_names(self) -> list[str]:
+        """Where each of :attr:`inputs` goes in the function's arguments: ``y0``,
+        ``args[2]``, ``params['Conv_0_kernel']`` (positions when the signature is unknown)."""
+        import jax
+
+        try:
+            params = list(inspect.signature(self.fn.fn).parameters)
+        except (TypeError, ValueError):
+            params = []
+        names = []
+        for path, leaf in jax.tree_util.tree_flatten_with_path((self.args, self.kwargs))[0]:
+            if not _is_dynamic(leaf):
+                continue
+            top, head = path[0].idx, path[1]
+            if top == 0:  # positional: args[i]
+                i = head.idx
+                name = params[i] if i < len(params) else f"argument {i}"
+            else:  # keyword
+                name = str(head.key)
+            names.append(name + "".join(str(p) for p in path[2:]))
+        return names
+
 
 def _is_dynamic(v) -> bool:
     from pytensor.graph import Variable

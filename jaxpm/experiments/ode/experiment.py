@@ -42,6 +42,12 @@ from jaxpm.experiments.ode.solve import SOLVE_OPS, is_adaptive, n_params
 FORWARD_MAX_PARAMS = 10
 """``sensitivity: auto`` uses forward mode up to this many scalar parameters."""
 
+CHECK_TOLERANCE = 1e-10
+"""``check-grad`` solves adaptive ODEs to this relative and absolute tolerance."""
+
+CHECK_MAX_STEPS = 100_000
+"""... with at most this many steps."""
+
 MAX_CHECK_DRAWS = 8000
 """At most this many draws are re-solved to count failed solves (evenly thinned)."""
 
@@ -114,6 +120,22 @@ class OdeExperiment(Experiment):
         ctx.add(section.output, ys, key="ode.output")
         pm.Potential(f"{section.output}_failed", pt.switch(ok, 0.0, -np.inf))
         return OdeBuilt(section.output, ys, ok, ts, sensitivity, count)
+
+    def check_overrides(self, section: OdeSection) -> dict[str, Any]:
+        """An adaptive solve is checked at :data:`CHECK_TOLERANCE` (or the config's, if
+        tighter), with room for the steps that takes: the AD gradient of an adaptive solve
+        treats step sizes as constants, so at a loose tolerance it agrees with finite
+        differences only to about that tolerance, and a right gradient would fail."""
+        if not is_adaptive(section.solver):
+            return {}
+        out: dict[str, Any] = {}
+        if section.rtol > CHECK_TOLERANCE:
+            out["ode.rtol"] = CHECK_TOLERANCE
+        if section.atol > CHECK_TOLERANCE:
+            out["ode.atol"] = CHECK_TOLERANCE
+        if out and section.max_steps < CHECK_MAX_STEPS:
+            out["ode.max_steps"] = CHECK_MAX_STEPS
+        return out
 
     def describe(self, built: OdeBuilt) -> dict[str, Any]:
         return {
