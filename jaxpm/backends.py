@@ -137,7 +137,9 @@ def nonfinite(results: dict[str, dict]) -> list[str]:
                     continue
                 first = int(np.flatnonzero(bad.ravel())[0])
                 value = float(values.ravel()[first])
-                where = f" at {int(bad.sum())} of {values.size} entries (first: index {first})" if values.size > 1 else ""
+                where = ""
+                if values.size > 1:
+                    where = f" at {int(bad.sum())} of {values.size} entries (first: index {first})"
                 problems.append(f"{backend}: {kind} '{name}' is {value}{where}")
         if len(problems) == before and not np.isfinite(r["logp"]):
             problems.append(f"{backend}: logp is {r['logp']}")

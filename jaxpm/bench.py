@@ -382,7 +382,8 @@ def bench_config(
         info.update(_summarise(rows))
         if sample is not None:
             info["sampling"] = _bench_samplers(prep, folder, sample, progress)
-            failed = [f"{name}: {r['message'] or 'no usable draws'}" for name, r in info["sampling"].items() if not r["ok"]]
+            failed = [f"{name}: {r['message'] or 'no usable draws'}"
+                      for name, r in info["sampling"].items() if not r["ok"]]
             info["failures"] += [f"sampler {f}" for f in failed]
             info["ok"] = info["ok"] and not failed
         try:
