@@ -56,9 +56,19 @@ from pytensor.link.jax.dispatch import jax_funcify
 from pytensor.tensor.exceptions import ShapeError
 from pytensor.tensor.type import TensorType
 
-__all__ = ["jax_op", "JaxFunction", "JaxOp", "JaxOpError", "is_float_type"]
+from jaxpm.autodiff import forward_differentiable, forward_form, restricted, time_modes, value_and_jacfwd
 
-GradMode = Literal["reverse", "forward", None]
+__all__ = ["jax_op", "JaxFunction", "JaxOp", "JaxOpError", "is_float_type", "forward_differentiable"]
+
+GradMode = Literal["auto", "reverse", "forward", None]
+
+FORWARD_ALWAYS = 4
+"""``grad="auto"``: forward mode (where the function allows it) for at most this many
+differentiable input scalars: value and Jacobian in one call beat a value call plus a VJP."""
+
+FORWARD_MAX = 64
+"""``grad="auto"``: reverse mode above this many differentiable input scalars; between
+:data:`FORWARD_ALWAYS` and this, both are timed once at all-ones inputs and the faster kept."""
 
 
 class JaxOpError(TypeError):
@@ -92,8 +102,14 @@ class JaxOp(Op):
         out_dims: Sequence[tuple] | None = None,
         fuse_vjp: bool = False,
         jax_custom_vjp: bool = True,
+        forward_fn: Callable | None = None,
+        grad_reason: str = "",
     ):
         self.flat_fn = flat_fn
+        # what forward mode differentiates: flat_fn, or flat_fn with its custom_vjp rules
+        # replaced by their primal computation (forward_differentiable)
+        self.forward_fn = forward_fn or flat_fn
+        self.grad_reason = grad_reason
         self.input_types = tuple(input_types)
         self.output_types = tuple(output_types)
         self.name = name
@@ -236,7 +252,7 @@ class JaxOp(Op):
 
             def vjp_fn(*args):
                 xs, gs = args[:n_in], args[n_in:]
-                _, pullback = jax.vjp(_restricted(f, xs, diff, connected), *[xs[i] for i in diff])
+                _, pullback = jax.vjp(restricted(f, xs, diff, connected), *[xs[i] for i in diff])
                 return tuple(pullback(tuple(jnp.asarray(g, dtype=d) for g, d in zip(gs, out_dtypes, strict=False))))
 
             op = JaxOp(
@@ -259,12 +275,12 @@ class JaxOp(Op):
         """
         key = ("jac", wrt)
         if key not in self.derived:
-            f = self.flat_fn
+            f = self.forward_fn
             diff = list(wrt)
             float_out = [k for k, t in enumerate(self.output_types) if is_float_type(t)]
 
             def valjac_fn(*xs):
-                ys, jacs = _value_and_jacfwd(f, xs, diff, float_out)
+                ys, jacs = value_and_jacfwd(f, xs, diff, float_out)
                 return (*ys, *[jac[j] for jac in jacs for j in range(len(diff))])
 
             jac_types, jac_dims = [], []
@@ -298,8 +314,10 @@ class JaxOp(Op):
         ``jacfwd``) even when the function refuses reverse mode.
         """
         f = self.flat_fn
-        if self.grad_mode != "forward" or not self.jax_custom_vjp:
+        if self.grad_mode != "forward":
             return _single_or_tuple(f)
+        if not self.jax_custom_vjp:
+            return _single_or_tuple(self.forward_fn)
         diff = [i for i, t in enumerate(self.input_types) if is_float_type(t)]
 
         @jax.custom_vjp
@@ -309,7 +327,7 @@ class JaxOp(Op):
         float_out = [k for k, t in enumerate(self.output_types) if is_float_type(t)]
 
         def fwd(*xs):
-            ys, jacs = _value_and_jacfwd(f, xs, diff, float_out)
+            ys, jacs = value_and_jacfwd(self.forward_fn, xs, diff, float_out)
             return ys, (jacs, tuple(jnp.shape(x) for x in xs))
 
         def bwd(res, gs):
@@ -348,13 +366,13 @@ class JaxFunction:
         self,
         fn: Callable,
         *,
-        grad: GradMode = "reverse",
+        grad: GradMode = "auto",
         name: str | None = None,
         fuse_vjp: bool = False,
         jax_custom_vjp: bool = True,
     ):
-        if grad not in ("reverse", "forward", None):
-            raise ValueError(f"grad must be 'reverse', 'forward' or None, got {grad!r}")
+        if grad not in ("auto", "reverse", "forward", None):
+            raise ValueError(f"grad must be 'auto', 'reverse', 'forward' or None, got {grad!r}")
         self.fn = fn
         self.grad = grad
         self.fuse_vjp = fuse_vjp
@@ -365,6 +383,29 @@ class JaxFunction:
 
     def __repr__(self):
         return f"jax_op({self.name}, grad={self.grad!r})"
+
+    @property
+    def grad_mode(self) -> str | None:
+        """How gradients are taken: ``"forward"`` or ``"reverse"`` (or None), as ``grad``
+        says or, for ``grad="auto"``, as chosen for the signatures applied so far (one
+        mode, or ``"mixed"``); ``"auto"`` until the function is first applied.
+
+        >>> import jax.numpy as jnp, pytensor.tensor as pt
+        >>> square = jax_op(lambda x: x**2, name="square")
+        >>> square.grad_mode
+        'auto'
+        >>> _ = square(pt.vector("x", shape=(3,)))
+        >>> square.grad_mode, square.grad_reasons()
+        ('forward', ['forward: 3 differentiable input scalars (at most 4: value and Jacobian in one call)'])
+        """
+        modes = {op.grad_mode for op, _ in self._ops.values()}
+        if not modes:
+            return self.grad
+        return modes.pop() if len(modes) == 1 else "mixed"
+
+    def grad_reasons(self) -> list[str]:
+        """Why each signature's Op differentiates the way it does, one line each."""
+        return [op.grad_reason for op, _ in self._ops.values()]
 
     def variant(self, **changes) -> JaxFunction:
         """The same function wrapped with other options (``grad``, ``name``, ``fuse_vjp``,
@@ -457,9 +498,10 @@ class JaxFunction:
             out_dims.append(tuple(d if isinstance(d, int) else dims.get(str(d)) for d in s.shape))
         if any(d is None for od in out_dims for d in od):
             out_dims = None
+        mode, forward_fn, reason = _choose_grad(self.grad, flat_fn, variables, out_structs)
         op = JaxOp(
-            flat_fn, input_types, out_types, name=name, grad=self.grad, out_dims=out_dims,
-            fuse_vjp=self.fuse_vjp, jax_custom_vjp=self.jax_custom_vjp,
+            flat_fn, input_types, out_types, name=name, grad=mode, out_dims=out_dims,
+            fuse_vjp=self.fuse_vjp, jax_custom_vjp=self.jax_custom_vjp, forward_fn=forward_fn, grad_reason=reason,
         )
         return op, out_info["treedef"]
 
@@ -467,7 +509,7 @@ class JaxFunction:
 def jax_op(
     fn: Callable | None = None,
     *,
-    grad: GradMode = "reverse",
+    grad: GradMode = "auto",
     name: str | None = None,
     fuse_vjp: bool = False,
     jax_custom_vjp: bool = True,
@@ -483,9 +525,15 @@ def jax_op(
         not PyTensor variables or arrays are static (hashable values compare by value,
         others by identity).
     grad
-        ``"reverse"`` (a VJP; supports grad of grad), ``"forward"`` (value and
-        forward-mode Jacobian in one JAX call; best when the differentiable inputs are
-        few and the outputs many, e.g. ODE solutions), or ``None`` (not differentiable).
+        ``"auto"`` (the default: chosen per signature, see below), ``"reverse"`` (a VJP;
+        supports grad of grad), ``"forward"`` (value and forward-mode Jacobian in one JAX
+        call; best when the differentiable inputs are few and the outputs many, e.g. ODE
+        solutions), or ``None`` (not differentiable). ``"auto"`` takes forward mode for
+        at most :data:`FORWARD_ALWAYS` differentiable input scalars, reverse mode above
+        :data:`FORWARD_MAX`, and between the two times both once; ``jax_op(fn).grad_mode``
+        says what it chose. Forward mode works even through functions that refuse it
+        (``jax.custom_vjp``, e.g. diffrax's default ``RecursiveCheckpointAdjoint``): their
+        custom rules are replaced by the primal computation (:func:`forward_differentiable`).
     name
         How the Op is shown in graphs and errors (default: ``fn.__name__``).
     fuse_vjp
@@ -523,6 +571,46 @@ def jax_op(
     if fn is None:
         return functools.partial(jax_op, **options)
     return JaxFunction(fn, **options)
+
+
+# --------------------------------------------------------------------------------------
+# Choosing how to differentiate
+# --------------------------------------------------------------------------------------
+
+
+def _choose_grad(grad, flat_fn, variables, out_structs) -> tuple[GradMode, Callable | None, str]:
+    """``(mode, function forward mode differentiates, reason)`` for one signature."""
+    types = [x.type for x in variables]
+    diff = [i for i, (x, t) in enumerate(zip(variables, types, strict=True))
+            if is_float_type(t) and not isinstance(x, Constant)]
+    float_out = [k for k, o in enumerate(out_structs) if jnp.issubdtype(o.dtype, jnp.inexact)]
+    n_in = sum(math.inf if None in types[i].shape else math.prod(types[i].shape) for i in diff)
+    if grad is None:
+        return None, None, "none: wrapped with grad=None"
+    if grad == "reverse" or (grad == "auto" and (not diff or not float_out)):
+        return "reverse", None, "reverse: " + ("as asked" if grad == "reverse" else "nothing to differentiate")
+    if grad == "auto" and n_in > FORWARD_MAX:
+        return "reverse", None, f"reverse: {_count(n_in)} differentiable input scalars (more than {FORWARD_MAX})"
+    structs = [jax.ShapeDtypeStruct(t.shape, t.dtype) for t in types] if math.isfinite(n_in) else None
+    forward_fn, how = forward_form(flat_fn, structs, diff, float_out)
+    if forward_fn is None:
+        if grad == "forward":
+            return "forward", flat_fn, "forward: as asked (it could not be traced in forward mode ahead of time)"
+        return "reverse", None, f"reverse: forward mode fails ({how})"
+    if grad == "forward":
+        return "forward", forward_fn, f"forward: as asked{how}"
+    if n_in <= FORWARD_ALWAYS:
+        scalars = "1 differentiable input scalar" if n_in == 1 else f"{_count(n_in)} differentiable input scalars"
+        why = f"at most {FORWARD_ALWAYS}: value and Jacobian in one call"
+        return "forward", forward_fn, f"forward: {scalars} ({why}){how}"
+    fwd_s, rev_s = time_modes(flat_fn, forward_fn, structs, diff, float_out)
+    if fwd_s <= rev_s:
+        return "forward", forward_fn, f"forward: timed {fwd_s * 1e6:.0f} us against reverse {rev_s * 1e6:.0f} us{how}"
+    return "reverse", None, f"reverse: timed {rev_s * 1e6:.0f} us against forward {fwd_s * 1e6:.0f} us"
+
+
+def _count(n: float) -> str:
+    return "an unknown number of" if not math.isfinite(n) else str(int(n))
 
 
 # --------------------------------------------------------------------------------------
@@ -568,34 +656,6 @@ def is_float_type(t) -> bool:
     return isinstance(t, TensorType) and t.dtype.startswith(("float", "complex"))
 
 
-def _insert(xs, idx, values):
-    xs = list(xs)
-    for i, v in zip(idx, values, strict=False):
-        xs[i] = v
-    return xs
-
-
-def _restricted(f, xs, diff, connected):
-    """f as a function of its float inputs only, returning its connected outputs only."""
-
-    def g(*d):
-        ys = f(*_insert(xs, diff, d))
-        return tuple(y for y, c in zip(ys, connected, strict=False) if c)
-
-    return g
-
-
-def _value_and_jacfwd(f, xs, diff, float_out):
-    """(outputs, jacobians[k][j] = d out_{float_out[k]} / d xs[diff[j]]) in one forward pass."""
-
-    def g(*d):
-        ys = f(*_insert(xs, diff, d))
-        return tuple(ys[k] for k in float_out), ys
-
-    jacs, ys = jax.jacfwd(g, argnums=tuple(range(len(diff))), has_aux=True)(*[xs[i] for i in diff])
-    return ys, jacs
-
-
 def _single_or_tuple(f):
     def call(*xs):
         ys = f(*xs)
@@ -604,8 +664,12 @@ def _single_or_tuple(f):
     return call
 
 
+def _first_line(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else ""
+
+
 def _trace_error(name: str, e: Exception) -> JaxOpError:
-    msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    msg = _first_line(e)
     return JaxOpError(f"jax_op '{name}' failed to trace: {type(e).__name__}: {msg}")
 
 

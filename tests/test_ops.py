@@ -85,8 +85,8 @@ def solve_forward(y0):
     return _solve(y0, diffrax.ForwardMode())
 
 
-exp_op = jax_op(jnp.exp)
-solve_rev_op = jax_op(solve_reverse)
+exp_op = jax_op(jnp.exp, grad="reverse")
+solve_rev_op = jax_op(solve_reverse, grad="reverse")
 solve_fwd_op = jax_op(solve_forward, grad="forward")
 SOLVERS = {"reverse": solve_rev_op, "forward": solve_fwd_op}
 
@@ -107,7 +107,7 @@ def cnn_forward(params, images):
     return TinyCNN().apply({"params": params}, images)
 
 
-cnn_op = jax_op(cnn_forward)
+cnn_op = jax_op(cnn_forward, grad="reverse")
 
 
 def _fn(inputs, outputs, mode=None):
@@ -355,7 +355,7 @@ def test_pytree_inputs_and_outputs():
     b = pt.dvector("b", shape=(3,))
     c = pt.dscalar("c")
     d = pt.dvector("d", shape=(2,))
-    out = jax_op(tree_fn)({"a": a, "b": [b, (c, d)]}, 2.0)
+    out = jax_op(tree_fn, grad="reverse")({"a": a, "b": [b, (c, d)]}, 2.0)
     assert isinstance(out, dict) and set(out) == {"sum", "pair"}
     assert isinstance(out["pair"], tuple) and isinstance(out["pair"][1], list)
     leaves = jax.tree.leaves(out)
@@ -397,7 +397,7 @@ def affine(x, scale, kind="lin"):
 
 
 def test_static_arguments_change_result_and_op():
-    wrapped = jax_op(affine)
+    wrapped = jax_op(affine, grad="reverse")
     x = pt.dvector("x", shape=(3,))
     a = wrapped(x, 2.0)
     b = wrapped(x, 3.0)
@@ -416,7 +416,7 @@ def test_static_arguments_change_result_and_op():
 
 
 def test_static_int_and_float_give_different_ops():
-    scale = jax_op(lambda counts, k: counts * k, name="scale")
+    scale = jax_op(lambda counts, k: counts * k, name="scale", grad="reverse")
     counts = pt.lvector("counts", shape=(3,))
     as_int = scale(counts, 2)
     as_float = scale(counts, 2.0)
@@ -426,7 +426,7 @@ def test_static_int_and_float_give_different_ops():
 
 
 def test_numpy_array_argument_becomes_constant_input():
-    wrapped = jax_op(affine)
+    wrapped = jax_op(affine, grad="reverse")
     x = pt.dvector("x", shape=(3,))
     w1, w2 = np.array([1.0, 2.0, 3.0]), np.array([-1.0, 0.5, 4.0])
     y1, y2 = wrapped(x, w1), wrapped(x, w2)
@@ -449,7 +449,7 @@ def multi(x, A, s):
     return {"scalar": jnp.sum(x**2) * s, "vector": jnp.concatenate([v, x * s**2]), "matrix": jnp.outer(v, x) + A[:, :1]}
 
 
-MULTI = {"reverse": jax_op(multi), "forward": jax_op(multi, grad="forward")}
+MULTI = {"reverse": jax_op(multi, grad="reverse"), "forward": jax_op(multi, grad="forward")}
 
 
 def _multi_cost(out, w_vec, w_mat, xp=pt):
@@ -554,7 +554,7 @@ def test_integer_inputs_pass_through(mode, backend):
 
 
 def test_integer_input_gradient_does_not_warn():
-    wrapped = jax_op(powers, name="powers_nowarn")
+    wrapped = jax_op(powers, name="powers_nowarn", grad="reverse")
     x, n = pt.dvector("x", shape=(3,)), pt.lvector("n", shape=(3,))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -574,7 +574,7 @@ def test_same_function_same_inputs_merges_to_one_node():
         traces.append(1)
         return jnp.sin(x) * 2
 
-    wrapped = jax_op(f)
+    wrapped = jax_op(f, grad="reverse")
     x = pt.dvector("x", shape=(4,))
     a, b = wrapped(x), wrapped(x)
     assert a.owner.op is b.owner.op
@@ -611,7 +611,7 @@ def test_reverse_mode_c_graph_recomputes_by_default(compiled):
 
 
 def test_fuse_vjp_true_uses_one_forward_pass():
-    wrapped = jax_op(lambda x: jnp.sin(x) * jnp.ones((2, 1)), name="sin_fused", fuse_vjp=True)
+    wrapped = jax_op(lambda x: jnp.sin(x) * jnp.ones((2, 1)), name="sin_fused", fuse_vjp=True, grad="reverse")
     x = pt.dvector("x", shape=(3,))
     y = wrapped(x)
     f = _fn([x], [y, pt.grad((y**2).sum(), x)])
@@ -626,7 +626,7 @@ def test_fuse_vjp_true_uses_one_forward_pass():
 
 def test_constant_inputs_are_not_differentiated():
     """A constant input (data) gets no cotangent: the VJP op differentiates x only."""
-    wrapped = jax_op(lambda x, data: jnp.sum(x * data), name="dot_data")
+    wrapped = jax_op(lambda x, data: jnp.sum(x * data), name="dot_data", grad="reverse")
     x = pt.dvector("x", shape=(3,))
     y = wrapped(x, np.arange(3.0))
     g = pt.grad(y, x)
@@ -643,7 +643,7 @@ def test_reverse_mode_numba_graph_keeps_primal_and_vjp(compiled):
 
 
 def test_fuse_vjp_false_keeps_separate_nodes():
-    wrapped = jax_op(lambda x: jnp.sin(x), name="sin_nofuse", fuse_vjp=False)
+    wrapped = jax_op(lambda x: jnp.sin(x), name="sin_nofuse", fuse_vjp=False, grad="reverse")
     x = pt.dvector("x", shape=(3,))
     y = wrapped(x)
     f = _fn([x], [y, pt.grad(y.sum(), x)])
@@ -667,7 +667,7 @@ def test_output_static_shapes_from_eval_shape():
         return {"row": M @ x, "outer": jnp.outer(x, x), "total": jnp.sum(M)}
 
     x, M = pt.dvector("x", shape=(3,)), pt.dmatrix("M", shape=(2, 3))
-    out = jax_op(f)(x, M)
+    out = jax_op(f, grad="reverse")(x, M)
     assert out["row"].type.shape == (2,)
     assert out["outer"].type.shape == (3, 3)
     assert out["total"].type.shape == ()
@@ -675,7 +675,7 @@ def test_output_static_shapes_from_eval_shape():
 
 
 def test_infer_shape_with_unknown_dimension_does_not_run_jax():
-    cumsum = jax_op(jnp.cumsum, name="cumsum")
+    cumsum = jax_op(jnp.cumsum, name="cumsum", grad="reverse")
     x = pt.dvector("x")
     assert x.type.shape == (None,)
     y = cumsum(x)
@@ -713,7 +713,7 @@ def test_infer_shape_matrix_with_unknown_rows():
 
 
 def test_unexpressible_output_shape_compiles_without_rewrite_errors():
-    double = jax_op(lambda x: jnp.concatenate([x, x]), name="double")
+    double = jax_op(lambda x: jnp.concatenate([x, x]), name="double", grad="reverse")
     x = pt.dvector("x")
     y = double(x)
     records = []
@@ -732,7 +732,7 @@ def test_unexpressible_output_shape_compiles_without_rewrite_errors():
 
 
 def test_reverse_value_and_grad_with_unknown_length_input_on_c_backend():
-    cumsum = jax_op(jnp.cumsum, name="cumsum_rev")
+    cumsum = jax_op(jnp.cumsum, name="cumsum_rev", grad="reverse")
     x = pt.dvector("x")  # shape (None,), like any pm.Data
     y = cumsum(x)
     f = _fn([x], [y, pt.grad(y.sum(), x)])
@@ -742,7 +742,7 @@ def test_reverse_value_and_grad_with_unknown_length_input_on_c_backend():
 
 
 def test_pymc_model_with_data_container_input_compiles_dlogp():
-    curve = jax_op(lambda a, t: a * jnp.exp(-t), name="curve")
+    curve = jax_op(lambda a, t: a * jnp.exp(-t), name="curve", grad="reverse")
     with pm.Model() as model:
         t = pm.Data("t", TS)
         a = pm.Normal("a")
@@ -752,7 +752,7 @@ def test_pymc_model_with_data_container_input_compiles_dlogp():
 
 
 def test_two_unknown_length_inputs():
-    add = jax_op(lambda x, y: x + y, name="add")
+    add = jax_op(lambda x, y: x + y, name="add", grad="reverse")
     x, y = pt.dvector("x"), pt.dvector("y")
     out = add(x, y)
     np.testing.assert_allclose(_fn([x, y], out)(np.ones(3), np.arange(3.0)), [1, 2, 3])
@@ -893,7 +893,7 @@ def test_jax_op_decorator_forms():
     def b(x):
         return x
 
-    assert isinstance(a, JaxFunction) and a.grad == "reverse" and a.name == "a"
+    assert isinstance(a, JaxFunction) and a.grad == "auto" and a.name == "a"
     assert isinstance(b, JaxFunction) and b.grad == "forward" and b.name == "bee"
     assert a.__wrapped__.__name__ == "a"
 
@@ -954,3 +954,59 @@ def test_forward_grad_on_the_jax_backend_takes_python_number_constants():
     point = np.array([0.1, -0.4, 1.3])
     grad = np.asarray(jax.grad(lambda v: logp([v]))(jnp.asarray(point)))
     np.testing.assert_allclose(grad, -point + 2.0 * np.cos(point), rtol=1e-12)
+
+
+# --------------------------------------------------------------------------- grad="auto"
+
+
+def _post_solve(y0):
+    """The post's ODE exactly as its readers write it: diffrax's default adjoint
+    (RecursiveCheckpointAdjoint, a custom_vjp that refuses forward mode)."""
+    return diffrax.diffeqsolve(
+        diffrax.ODETerm(lambda t, y, args: -y), diffrax.Dopri5(), t0=0, t1=3, dt0=0.1, y0=y0,
+        saveat=diffrax.SaveAt(ts=[0.0, 1.0, 2.0, 3.0]),
+        stepsize_controller=diffrax.PIDController(rtol=1e-5, atol=1e-5),
+    ).ys
+
+
+def test_auto_takes_forward_mode_through_a_custom_vjp_and_keeps_the_seed_numbers():
+    with pytest.raises(TypeError, match="custom_vjp"):
+        jax.jacfwd(_post_solve)(1.0)  # what JAX says without jaxpm's rewrite
+    op = jax_op(_post_solve)
+    assert op.grad_mode == "auto"
+    with pm.Model() as model:
+        y0 = pm.Normal("y0", 0, 1)
+        noise = pm.HalfNormal("noise", 1)
+        pm.Normal("llike", op(y0), noise, observed=[1, 0.367, 0.135, 0.049])
+    assert op.grad_mode == "forward"
+    (reason,) = op.grad_reasons()
+    assert "1 differentiable input scalar" in reason and "custom_vjp" in reason
+    f = model.compile_fn([model.logp(), *pytensor.grad(model.logp(), model.value_vars)], inputs=model.value_vars,
+                         point_fn=False)
+    lp, *grads = f(np.asarray(0.0), np.asarray(0.0))
+    assert lp == pytest.approx(-5.89814152, rel=1e-6)
+    np.testing.assert_allclose(np.ravel(grads), [1.15494948, -2.844685], rtol=1e-6)
+    names = sorted(n.op.name for n in f.maker.fgraph.apply_nodes if isinstance(n.op, JaxOp))
+    assert names == ["value_and_jacobian(_post_solve)"]  # one JAX call for logp and dlogp
+
+
+def test_forward_differentiable_keeps_values_and_gives_forward_derivatives():
+    from jaxpm.ops import forward_differentiable
+
+    g = forward_differentiable(_post_solve)
+    np.testing.assert_allclose(g(1.5), _post_solve(1.5), rtol=1e-12)
+    np.testing.assert_allclose(jax.jacfwd(g)(1.5), jax.jacrev(_post_solve)(1.5), rtol=1e-6)
+
+
+def test_auto_takes_reverse_mode_for_many_inputs_and_times_the_middle():
+    big = jax_op(lambda x: jnp.sum(jnp.sin(x)), name="many_inputs")
+    big(pt.dvector("x", shape=(100,)))
+    assert big.grad_mode == "reverse" and "more than 64" in big.grad_reasons()[0]
+    middle = jax_op(lambda x: jnp.sin(x) * 2.0, name="middle")
+    middle(pt.dvector("x", shape=(10,)))
+    (reason,) = middle.grad_reasons()
+    assert middle.grad_mode in ("forward", "reverse") and "timed" in reason and " us against " in reason
+    # constants are not differentiated, so they do not count
+    with_data = jax_op(lambda x, data: x * data, name="with_data")
+    with_data(pt.dvector("x", shape=(2,)), np.ones((500, 2)))
+    assert with_data.grad_mode == "forward"
