@@ -356,7 +356,13 @@ class Implementation:
 
 
 def build_jax_op_reverse(problem: Problem, fuse_vjp: bool) -> Callable:
-    return jax_op(problem.jax_fn("reverse"), fuse_vjp=fuse_vjp)
+    return jax_op(problem.jax_fn("reverse"), grad="reverse", fuse_vjp=fuse_vjp)
+
+
+def build_jax_op_auto(problem: Problem) -> Callable:
+    """``jax_op(solve)`` with no arguments, ``solve`` written as the post's readers write
+    it (diffrax's default adjoint): what ``grad="auto"`` makes of it."""
+    return jax_op(problem.jax_fn("reverse"))
 
 
 def build_jax_op_forward(problem: Problem) -> Callable:
@@ -418,6 +424,7 @@ def build_post_ops(problem: Problem) -> Callable:
 
 
 ODE_IMPLEMENTATIONS = [
+    Implementation("jax_op(solve), no arguments (grad=auto)", "jax_op", build_jax_op_auto),
     Implementation("jax_op reverse, fuse_vjp=True", "jax_op", lambda p: build_jax_op_reverse(p, True)),
     Implementation("jax_op reverse, fuse_vjp=False", "jax_op", lambda p: build_jax_op_reverse(p, False)),
     Implementation("jax_op forward", "jax_op", build_jax_op_forward),
@@ -685,8 +692,10 @@ def targets_for(key: str, rows: list[Row]) -> list[Target]:
         ]
     best = _pick(rows, kind="jax_op", backend="C")
     name = best.implementation if best else "?"
+    auto = _pick(rows, backend="C", implementation="jax_op(solve), no arguments (grad=auto)")
     return [
         target(f"best jax_op C ({name}) / best pure JAX", best, pure, 1.25, False),
+        target("jax_op(solve) with no arguments, C / best pure JAX", auto, pure, 2.5, False),
         target("speed-up: wrap_jax C / best jax_op C", _pick(rows, kind="wrap_jax", backend="C"), best, 2.5, True),
         target("speed-up: post's Ops C / best jax_op C", _pick(rows, kind="post", backend="C"), best, 2.5, True),
         target("best jax_op C / tuned pure JAX (no goal)", best, _pick(rows, kind="pure-tuned"), None, False),

@@ -76,6 +76,7 @@ def run(
     backend: BackendOpt = None,
     out_dir: OutOpt = None,
     sample: Annotated[Optional[bool], typer.Option("--sample/--no-sample", help="Sample (overrides sample.enabled).")] = None,  # noqa: E501
+    explain: Annotated[bool, typer.Option("--explain", help="Say what each setting left at auto would be, and why; run nothing.")] = False,  # noqa: E501
     json_out: JsonOpt = False,
     debug: DebugOpt = False,
 ):
@@ -85,7 +86,15 @@ def run(
     from jaxpm.spec import cli_overrides
 
     def go():
-        result = runner.run(config, cli_overrides(set_, backend, out_dir, sample), progress=_progress())
+        overrides = cli_overrides(set_, backend, out_dir, sample)
+        if explain:
+            choices = runner.run(config, overrides, progress=_progress(), explain=True)
+            if json_out:
+                _print_json({"auto": choices})
+            else:
+                tables.auto(choices, out)
+            return 0
+        result = runner.run(config, overrides, progress=_progress())
         if json_out:
             _print_json(result.info)
         else:

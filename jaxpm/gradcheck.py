@@ -401,7 +401,8 @@ def check_gradients(prep, progress: Progress | None = None) -> dict:
     progress = progress or Progress.quiet()
     spec = prep.spec
     cfg = spec.check_grad
-    overrides = {**prep.experiment.check_overrides(prep.section), **dict(cfg.set)}
+    chosen = {key: value for key, (value, _) in prep.experiment.auto_choices(prep.ctx.built).items()}
+    overrides = {**chosen, **prep.experiment.check_overrides(prep.section), **dict(cfg.set)}
     if overrides:
         with progress.step(f"{spec.name}: building the model the checks run on ({_show(overrides)})"):
             prep = prep.with_overrides(overrides)

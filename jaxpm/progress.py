@@ -27,12 +27,20 @@ class Progress:
 
     @contextlib.contextmanager
     def step(self, what: str):
-        """A spinner while ``what`` runs, then a line saying how long it took."""
+        """A spinner and the time elapsed while ``what`` runs, then a line saying how long it took."""
         if not self.enabled:
             yield
             return
+        from rich.progress import Progress as Bar
+        from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
+
         start = time.perf_counter()
-        with self.console.status(f"{what} ..."):
+        if self.console.is_terminal:  # a live spinner only where it can redraw itself
+            columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+            with Bar(*columns, console=self.console, transient=True) as bar:
+                bar.add_task(f"{what} ...", total=None)
+                yield
+        else:
             yield
         self.console.print(f"[dim]{what}: {time.perf_counter() - start:.1f} s[/dim]")
 

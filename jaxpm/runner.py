@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import subprocess
 import time
@@ -22,6 +23,8 @@ from jaxpm.gradcheck import check_gradients
 from jaxpm.prepare import prepare
 from jaxpm.progress import Progress
 from jaxpm.sampling import sample_and_save
+from jaxpm.sampling.driver import resolve_settings
+from jaxpm.spec import load_spec
 
 
 @dataclass
@@ -36,7 +39,7 @@ class RunResult:
         return bool(self.info.get("ok"))
 
 
-def run(config, overrides=None, *, progress: Progress | None = None) -> RunResult:
+def run(config, overrides=None, *, progress: Progress | None = None, explain: bool = False) -> RunResult | dict:
     """Run an experiment end to end and write its run folder.
 
     Parameters
@@ -47,6 +50,9 @@ def run(config, overrides=None, *, progress: Progress | None = None) -> RunResul
         ``["key.path=VALUE", ...]``, as ``--set`` on the command line.
     progress
         Where progress goes (default: nowhere; the CLI passes one on stderr).
+    explain
+        Only say what ``auto`` would choose: return the ``auto`` block (setting ->
+        ``{"value", "reason"}``) without writing a run folder.
 
     Examples
     --------
@@ -59,6 +65,16 @@ def run(config, overrides=None, *, progress: Progress | None = None) -> RunResul
     progress = progress or Progress.quiet()
     started = time.perf_counter()
     prep = prepare(config, overrides, progress)
+    resolved = None
+    if prep.spec.sample.enabled or explain:
+        with progress.step(f"{prep.spec.name}: choosing the settings left at auto"):
+            resolved = resolve_settings(prep)
+    choices = _auto_choices(prep, resolved)
+    if explain:
+        return choices
+    for key, choice in choices.items():
+        progress.print(f"[dim]auto:[/dim] {key} = {_short(choice['value'])}: {choice['reason']}", highlight=False)
+    prep = _with_choices(prep, resolved, choices)
     spec = prep.spec
     folder = rundir.RunFolder.create(spec.output.dir, spec.name)
     info: dict[str, Any] = {
@@ -70,6 +86,7 @@ def run(config, overrides=None, *, progress: Progress | None = None) -> RunResul
         "versions": rundir.versions(),
         "timing": {"build_seconds": prep.build_seconds},
         "experiment": _describe(prep),
+        "auto": choices,
         "files": [],
     }
 
@@ -88,9 +105,35 @@ def run(config, overrides=None, *, progress: Progress | None = None) -> RunResul
             info["check_grad"] = check_gradients(prep, progress)
             info["ok"] = info["ok"] and info["check_grad"]["ok"]
         if spec.sample.enabled:
-            info["sampling"] = sample_and_save(prep, folder.save, progress)
+            info["sampling"] = sample_and_save(prep, folder.save, progress, resolved)
             info["ok"] = info["ok"] and info["sampling"]["ok"]
     return RunResult(folder.path, info)
+
+
+def _auto_choices(prep, resolved) -> dict[str, dict[str, Any]]:
+    """run.json's ``auto`` block: every setting ``auto`` chose, its value and the reason."""
+    out = {key: {"value": value, "reason": reason}
+           for key, (value, reason) in prep.experiment.auto_choices(prep.ctx.built).items()}
+    if resolved is not None:
+        out.update(resolved.as_json())
+    return out
+
+
+def _with_choices(prep, resolved, choices: dict[str, dict[str, Any]]):
+    """``prep`` whose spec says what ``auto`` chose (so that config.yaml reruns this run)."""
+    overrides = {key: c["value"] for key, c in choices.items() if not key.startswith("initial point")}
+    spec = prep.spec
+    if resolved is not None:
+        spec = spec.model_copy(update={"sample": resolved.settings})
+        overrides = {k: v for k, v in overrides.items() if not k.startswith("sample.")}
+    if overrides:
+        spec = load_spec(spec, overrides)
+    return dataclasses.replace(prep, spec=spec)
+
+
+def _short(value) -> str:
+    text = str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _describe(prep) -> dict[str, Any]:

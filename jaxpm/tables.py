@@ -89,4 +89,14 @@ def sampling(s: dict, out: Console) -> None:
         out.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
 
 
-__all__ = ["evaluation", "check_grad", "sampling"]
+def auto(choices: dict, out: Console) -> None:
+    """What ``auto`` chose for each setting, and why (``jaxpm run --explain``)."""
+    table = Table(title="settings chosen by auto")
+    for col in ("setting", "value", "why"):
+        table.add_column(col, overflow="fold")
+    for key, c in choices.items():
+        table.add_row(key, _fmt(c["value"]), c["reason"])
+    out.print(table)
+
+
+__all__ = ["evaluation", "check_grad", "sampling", "auto"]

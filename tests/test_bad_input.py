@@ -143,7 +143,7 @@ CASES = [
     Case("exp_unknown_input", "exp.input", ("unknown name 'xs'", "did you mean 'x'"), EXP, _set("exp", "input", "xs")),
     Case("unknown_advi_optimizer", "sample.optimizer", ("'adamm' is not a stochastic optimiser", "did you mean 'adam'"), CNN, _set("sample", "optimizer", "adamm")),
     Case("advi_start_sigma_zero", "sample.start_sigma", ("expected a value > 0", "got 0"), CNN, _set("sample", "start_sigma", 0)),
-    Case("unknown_start", "sample.start", ("'zeros' is not a start point", "expected one of: flax, initial, mode"), CNN, _set("sample", "start", "zeros")),
+    Case("unknown_start", "sample.start", ("'zeros' is not a start point", "expected one of: auto, flax, initial, mode"), CNN, _set("sample", "start", "zeros")),
     Case("flax_start_for_nuts", "sample.start", ("flax is a start for the fits (advi and map)", "for nutpie set sample.start=initial or mode"), CNN, _set("sample", "sampler", "nutpie")),
     Case("flax_start_without_a_cnn", "sample.start", ("flax initialises a CNN's network", "experiment 'exp' has none"), EXP, lambda d: d["sample"].update(sampler="map", start="flax")),
     Case("mode_start_for_a_fit", "sample.start", ("mode is a start for NUTS chains", "advi starts from initial or flax"), CNN, _set("sample", "start", "mode")),

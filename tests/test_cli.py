@@ -143,8 +143,11 @@ def test_run_folder_layout(ode_run):
 
 def test_run_json_has_resolved_spec_and_versions(ode_run):
     out, info = ode_run
-    expected = jaxpm.load_spec("ode", [f"output.dir={json.dumps(str(out))}", "check_grad.points=2"])
+    # resolved: what `auto` chose is written in (ode.yaml's one parameter: forward mode)
+    expected = jaxpm.load_spec("ode", [f"output.dir={json.dumps(str(out))}", "check_grad.points=2",
+                                       "ode.sensitivity=forward"])
     assert info["spec"] == expected.model_dump(mode="json")
+    assert info["auto"]["ode.sensitivity"]["value"] == "forward"
     assert info["spec"]["name"] == "ode"
     assert info["spec"]["ode"]["vector_field"] == "decay"
     assert info["spec"]["check_grad"]["points"] == 2

@@ -26,10 +26,26 @@ def test_sensitivities_agree_across_backends(sensitivity):
         assert c == pytest.approx(FORWARD_DLOGP_Y0, rel=1e-6)
 
 
-def test_auto_sensitivity_is_forward_for_few_parameters():
+def test_auto_sensitivity_measures_and_says_so():
     prep = prepare("lotka_volterra", ["check_grad.enabled=false", "ode.sensitivity=auto"])
-    assert prep.ctx.built.sensitivity == "forward"
-    assert prep.ctx.built.scalar_parameters == 6
+    built = prep.ctx.built
+    assert built.scalar_parameters == 6
+    assert built.sensitivity in ("forward", "adjoint", "backsolve")
+    (key, (value, reason)), = prep.experiment.auto_choices(built).items()
+    assert (key, value) == ("ode.sensitivity", built.sensitivity)
+    assert all(f"{m} " in reason and " ms" in reason for m in ("forward", "adjoint", "backsolve")), reason
+    one = prepare("ode", ["ode.sensitivity=auto"]).ctx.built  # one parameter: forward, nothing timed
+    assert one.sensitivity == "forward" and "1 parameter" in one.sensitivity_reason
+    explicit = prepare("ode", ["ode.sensitivity=adjoint"])
+    assert explicit.experiment.auto_choices(explicit.ctx.built) == {}
+
+
+def test_auto_sensitivity_prefers_exact_forward_mode_unless_clearly_slower():
+    from jaxpm.experiments.ode.solve import choose_sensitivity
+
+    assert choose_sensitivity({"forward": 1.0, "adjoint": 0.9, "backsolve": 0.85})[0] == "forward"
+    assert choose_sensitivity({"forward": 1.0, "adjoint": 0.5, "backsolve": 0.7})[0] == "adjoint"
+    assert choose_sensitivity({"forward": float("inf"), "adjoint": 2.0, "backsolve": 1.0})[0] == "backsolve"
 
 
 def test_failed_solve_is_minus_inf_not_an_exception():

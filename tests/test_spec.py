@@ -90,7 +90,9 @@ def test_ode_config_loads_with_defaults(ode_file):
     assert spec.priors["noise"].params == {"sigma": 1}
     assert spec.evaluate.backends == ["c", "jax"] and spec.evaluate.repeats == 20
     assert spec.check_grad.enabled and spec.check_grad.rtol == 1e-4
-    assert spec.sample.iterations == 20000 and spec.sample.seed is None
+    assert spec.sample.iterations == "auto" and spec.sample.seed is None
+    # what a modeller leaves out is chosen from the model before sampling (jaxpm.sampling.auto)
+    assert (spec.sample.mass_matrix, spec.sample.start) == ("auto", "auto")
     assert spec.plugin == {} and spec.deterministics == {}
     np.testing.assert_array_equal(spec.ode.save_times(), [0, 1, 2, 3])
 

@@ -98,6 +98,12 @@ class Experiment:
         """JSON-friendly facts about the built experiment, for run.json's ``experiment`` block."""
         return {}
 
+    def auto_choices(self, built: Any) -> dict[str, tuple[Any, str]]:
+        """What the build chose for settings left at ``auto`` (``{"ode.sensitivity":
+        ("forward", reason)}``): recorded in run.json's ``auto`` block and written into the
+        run's config.yaml, so that a rerun does what this run did."""
+        return {}
+
     def check_overrides(self, section: Any) -> dict[str, Any]:
         """Spec overrides (``{"key.path": value}``) for the model ``check-grad`` runs on,
         where the configured one would make a right gradient look wrong (an adaptive ODE

@@ -84,13 +84,17 @@ class Sampler:
     ``mass_matrices``
         the values of ``sample.mass_matrix`` it adapts;
     ``backend``
-        which PyTensor backend evaluates the logp while it runs (``jax`` or ``c``).
+        which PyTensor backend evaluates the logp while it runs (``jax`` or ``c``);
+    ``own_progressbar``
+        whether its own progress bar may be shown (False where the bar would be compiled
+        into the sampler and keep JAX's cache from keeping it: jaxpm shows a spinner).
     """
 
     name: ClassVar[str] = ""
     mcmc: ClassVar[bool] = True
     mass_matrices: ClassVar[tuple[str, ...]] = ("diag",)
     backend: ClassVar[str] = "jax"
+    own_progressbar: ClassVar[bool] = True
 
     def check(self, settings: Any) -> str | None:
         """Why ``settings`` cannot run on this sampler, as ``"key: message"``; None when they can."""

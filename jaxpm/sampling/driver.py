@@ -40,6 +40,7 @@ from jaxpm.experiments.base import Fitted
 from jaxpm.progress import Progress
 from jaxpm.rundir import write_with
 from jaxpm.sampling import diagnostics, files
+from jaxpm.sampling.auto import Resolved, resolve
 from jaxpm.sampling.base import Draws, Job, Sampler
 from jaxpm.sampling.registry import SAMPLERS
 from jaxpm.sampling.starts import ModeStart, initvals, mode_start
@@ -47,17 +48,21 @@ from jaxpm.sampling.starts import ModeStart, initvals, mode_start
 Save = Callable[[str, Callable[[Path], Any]], None]
 
 
-def sample_and_save(prep, save: Save, progress: Progress | None = None) -> dict:
+def sample_and_save(prep, save: Save, progress: Progress | None = None, resolved: Resolved | None = None) -> dict:
     """Sample ``prep.model`` as ``prep.spec.sample`` says, write the files through
     ``save(name, writer)``, return the run.json ``sampling`` block.
 
     ``prep`` is a :class:`jaxpm.prepare.Prepared` (its spec, model, build context and
-    experiment, and the model the sampler runs on). A sampler that fails is a result
-    (``ok: false`` with a message), never an exception; Ctrl-C is re-raised.
+    experiment, and the model the sampler runs on). ``resolved`` is what
+    :func:`jaxpm.sampling.auto.resolve` made of the settings (None: resolved here). A
+    sampler that fails is a result (``ok: false`` with a message), never an exception;
+    Ctrl-C is re-raised.
     """
     progress = progress or Progress.quiet()
     spec = prep.spec
-    s = spec.sample
+    if resolved is None:
+        resolved = resolve_settings(prep)
+    s = resolved.settings
     sampler = SAMPLERS[s.sampler]
     seed = s.seed if s.seed is not None else spec.seed
     out: dict[str, Any] = {
@@ -72,6 +77,7 @@ def sample_and_save(prep, save: Save, progress: Progress | None = None) -> dict:
         "initvals": sorted(s.initvals) if sampler.mcmc else None,
         "start": s.start,
         "seed": seed,
+        "auto": resolved.as_json(),
         "ok": False,
         "message": None,
         "wall_seconds": None,
@@ -94,7 +100,7 @@ def sample_and_save(prep, save: Save, progress: Progress | None = None) -> dict:
     try:
         with _interrupts_propagate() as interrupted, _recorded_warnings(sampler_warnings, progress), \
                 contextlib.redirect_stdout(sys.stderr):
-            draws = _draw(prep, sampler, seed, progress)
+            draws = _draw(prep, s, sampler, seed, progress, resolved.initial)
         if interrupted():
             raise KeyboardInterrupt
     except (KeyboardInterrupt, SystemExit):
@@ -140,24 +146,33 @@ def sample_and_save(prep, save: Save, progress: Progress | None = None) -> dict:
     return out
 
 
-def _draw(prep, sampler: Sampler, seed: int, progress: Progress) -> Draws:
-    """One sampler call on the model the sampler runs on, from where the settings say.
-    ``progress`` shows the sampler's own progress bar, or, with ``sample.progressbar:
-    false``, a spinner around the whole call."""
+def resolve_settings(prep) -> Resolved:
+    """The ``sample:`` settings of ``prep`` with every ``auto`` chosen (see :mod:`jaxpm.sampling.auto`)."""
     s = prep.spec.sample
+    return resolve(prep.inference_model(), s, experiment=prep.experiment, section=prep.section,
+                   seed=s.seed if s.seed is not None else prep.spec.seed)
+
+
+def _draw(prep, s, sampler: Sampler, seed: int, progress: Progress, typical: dict) -> Draws:
+    """One sampler call on the model the sampler runs on, from where the settings say.
+    ``progress`` shows the sampler's own progress bar where it has one that does not stop
+    JAX from caching the compiled sampler (:attr:`~jaxpm.sampling.base.Sampler.own_progressbar`),
+    else a spinner with the elapsed time around the whole call."""
     model = prep.inference_model()
     began = time.perf_counter()
+    initial = {**typical, **initvals(model, s)} if sampler.mcmc else {}
     start: Any = None
     if sampler.mcmc:
-        start = _mode_start(model, s, seed, progress) if s.start == "mode" else None
+        start = _mode_start(model, s, seed, progress, initial) if s.start == "mode" else None
     elif s.start != "initial":
         start = prep.experiment.fit_start(s.start, prep.ctx.built, seed)
-    if s.progressbar or not progress.enabled:
+    if s.progressbar and sampler.own_progressbar or not progress.enabled:
         spinner = contextlib.nullcontext()
     else:
-        spinner = progress.step(f"sampling with {s.sampler} (sample.progressbar is off)")
+        why = "sample.progressbar is off" if not s.progressbar else "its own bar would stop JAX caching it"
+        spinner = progress.step(f"sampling with {s.sampler} ({why})")
         progress = Progress.quiet()
-    job = Job(model, s, seed, progress, start, began, initvals(model, s) if sampler.mcmc else {})
+    job = Job(model, s, seed, progress, start, began, initial)
     with spinner:
         draws = sampler.draw(job)
     if sampler.mcmc:
@@ -165,10 +180,10 @@ def _draw(prep, sampler: Sampler, seed: int, progress: Progress) -> Draws:
     return draws
 
 
-def _mode_start(model, s, seed: int, progress: Progress) -> ModeStart:
+def _mode_start(model, s, seed: int, progress: Progress, initial: dict) -> ModeStart:
     """``sample.start: mode``: :func:`jaxpm.sampling.starts.mode_start`, reported."""
     with progress.step(f"finding the posterior mode from {s.restarts} starts (sample.start: mode)"):
-        found = mode_start(model, s, seed)
+        found = mode_start(model, s, seed, initial)
     modes = found.info["modes"]
     several = (f"; {len(modes)} modes: " + ", ".join(f"logp {m['logp']:.1f} ({m['restarts']}x)" for m in modes[:4])
                if len(modes) > 1 else "")
@@ -251,4 +266,4 @@ def _what_failed(e: BaseException) -> str:
     return message
 
 
-__all__ = ["sample_and_save"]
+__all__ = ["sample_and_save", "resolve_settings"]

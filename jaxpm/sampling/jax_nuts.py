@@ -37,7 +37,6 @@ class JaxNuts(Sampler):
     mass_matrices = ("diag", "full")
     backend = "jax"
     without_devices = "sequential"  # chain_method when there are fewer devices than chains
-    progressbar = True  # whether pm.sample can show this sampler's own progress bar
 
     def full_mass_matrix(self) -> dict[str, Any]:
         """``nuts_kwargs`` for ``mass_matrix: full``."""
@@ -59,8 +58,7 @@ class JaxNuts(Sampler):
         if s.mass_matrix == "full":
             nk["nuts_kwargs"] = self.full_mass_matrix()
         kwargs = pm_sample_kwargs(job)
-        kwargs.update(nuts_sampler=self.name, nuts_sampler_kwargs=nk,
-                      progressbar=job.progress.enabled and self.progressbar)
+        kwargs.update(nuts_sampler=self.name, nuts_sampler_kwargs=nk)
         info: dict[str, Any] = {"cores": min(devices, s.chains, cpu_count()), "devices": devices,
                                 "chain_method": method, "backend": "jax"}
         with self.running(job, method):
@@ -89,6 +87,7 @@ class Numpyro(JaxNuts):
 
     name = "numpyro"
     without_devices = "sequential"
+    own_progressbar = False  # a host callback compiled into the sampler: JAX would not cache it
 
     def full_mass_matrix(self) -> dict[str, Any]:
         return {"dense_mass": True}
@@ -99,15 +98,13 @@ class Blackjax(JaxNuts):
 
     name = "blackjax"
     without_devices = "vectorized"
-    progressbar = False  # pymc's blackjax progress bar needs blackjax < 1.6: a spinner instead
+    own_progressbar = False  # pymc's blackjax progress bar needs blackjax < 1.6: a spinner instead
 
     def full_mass_matrix(self) -> dict[str, Any]:
         return {"is_mass_matrix_full": True}
 
-    @contextlib.contextmanager
     def running(self, job: Job, method: str):
-        with job.progress.step(f"sampling with blackjax ({method} chains)"), _blackjax_compat():
-            yield
+        return _blackjax_compat()
 
 
 

@@ -39,7 +39,7 @@ class Nutpie(Sampler):
         from pymc.backends.arviz import coords_and_dims_for_inferencedata, find_constants, find_observations
 
         model, s = job.model, job.settings
-        compiled = compile_nutpie(model, s)
+        compiled = compile_nutpie(model, s, job.initvals)
         if job.start is not None:
             # nutpie asks its initial-point function once per chain; each call gets the next
             # start. compile_pymc_model takes one start for every chain (`initial_points`);
@@ -74,9 +74,10 @@ class Nutpie(Sampler):
         return Draws(idata, end - job.began, end - begin, info)
 
 
-def compile_nutpie(model, s):
-    """``nutpie.compile_pymc_model`` with the JAX backend, starting at ``s.initvals`` over
-    the model's initial point, jittered unless ``s.jitter`` is false."""
+def compile_nutpie(model, s, initial: dict | None = None):
+    """``nutpie.compile_pymc_model`` with the JAX backend, starting at ``initial`` (free
+    variable -> value; None: ``s.initvals``) over the model's initial point, jittered
+    unless ``s.jitter`` is false."""
     import nutpie
 
     return nutpie.compile_pymc_model(
@@ -84,7 +85,7 @@ def compile_nutpie(model, s):
         backend="jax",
         gradient_backend="jax",
         var_names=sampled_names(model),
-        initial_points=initvals(model, s) or None,
+        initial_points=(initvals(model, s) if initial is None else initial) or None,
         jitter_rvs=None if s.jitter else set(),
     )
 

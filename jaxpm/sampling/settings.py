@@ -7,7 +7,7 @@ The allowed samplers and each one's mass matrices come from the registry
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -16,7 +16,10 @@ from jaxpm.sampling.fits import OPTIMIZERS
 from jaxpm.sampling.registry import FITS, SAMPLERS
 from jaxpm.section import Float, Int, Section, fail
 
-STARTS = ("initial", "mode")
+AUTO = "auto"
+"""The value that leaves a setting to :mod:`jaxpm.sampling.auto`."""
+
+STARTS = ("auto", "initial", "mode")
 """``sample.start`` for every model: ``initial`` (the initial point) and, for NUTS, ``mode``.
 Experiments add their own starts for the fits (the CNN's ``flax``)."""
 
@@ -26,7 +29,7 @@ class Sample(Section):
 
     The fits (``advi``, ``map``) have their own settings; each defaults to what PyMC does::
 
-        iterations: 20000     # advi: optimisation steps; map: at most this many logp+gradient evaluations
+        iterations: auto      # advi: optimisation steps; map: at most this many logp+gradient evaluations
         start: initial        # initial: the model's initial point | an experiment's own (the CNN's flax)
         start_sigma: null     # advi: first std of every mean-field normal (null: PyMC's 0.69)
         optimizer: adagrad_window   # advi: any of OPTIMIZERS (pm.adam, ...)
@@ -44,26 +47,33 @@ class Sample(Section):
                               # each chain at a draw from the Laplace approximation there
         restarts: 16          # start: mode: how many L-BFGS runs look for the mode
 
-    Every sampler takes ``progressbar: true`` (its own live progress bar); ``false`` shows
-    a spinner instead. numpyro's bar is a host callback compiled into the sampler, and
-    JAX's compilation cache keeps no program with one: without the bar, a second run of
-    the same model loads the compiled sampler instead of compiling it again.
+    ``sampler``, ``mass_matrix``, ``start`` and ``iterations`` default to ``auto``: chosen
+    from the model by :mod:`jaxpm.sampling.auto` before sampling starts, each choice and
+    its reason recorded in run.json's ``auto`` block (and written into the run's
+    config.yaml). A value written in the config always wins.
+
+    Every sampler takes ``progressbar: true`` (a live progress display); ``false`` shows a
+    spinner instead. Where a sampler's own bar would be compiled into it (numpyro's is a
+    host callback, and JAX's compilation cache keeps no program with one), jaxpm shows a
+    spinner with the elapsed time instead, so that a second run of the same model loads
+    the compiled sampler instead of compiling it again.
     """
 
     enabled: bool = False
-    sampler: str = "nutpie"
+    sampler: str = "auto"
     draws: Int = Field(1000, gt=0)
     tune: Int = Field(1000, ge=0)
     chains: Int = Field(4, gt=0)
     cores: Int | None = Field(None, gt=0)
     target_accept: Float = Field(0.8, gt=0, lt=1)
-    iterations: Int = Field(20000, gt=0)  # advi: steps; map: most logp+gradient evaluations
+    # advi: steps; map: most logp+gradient evaluations; auto: what fits in a time budget
+    iterations: Annotated[Int, Field(gt=0)] | Literal["auto"] = "auto"
     seed: Int | None = Field(None, ge=0)  # None: the top-level seed
-    start: str = "initial"  # initial | mode (NUTS) | an experiment's fit start (flax)
+    start: str = "auto"  # auto | initial | mode (NUTS) | an experiment's fit start (flax)
     start_sigma: Float | None = Field(None, gt=0)  # advi; unconstrained space
     optimizer: Literal[OPTIMIZERS] = "adagrad_window"  # advi
     learning_rate: Float | None = Field(None, gt=0)  # advi; None: the optimiser's default
-    mass_matrix: Literal["diag", "low_rank", "full"] = "diag"  # NUTS samplers
+    mass_matrix: Literal["auto", "diag", "low_rank", "full"] = "auto"  # NUTS samplers
     jitter: bool = True  # NUTS samplers
     initvals: dict[str, Any] = Field(default_factory=dict)  # NUTS samplers; checked against the model
     progressbar: bool = True
@@ -74,14 +84,16 @@ class Sample(Section):
     @field_validator("sampler")
     @classmethod
     def _known_sampler(cls, name: str) -> str:
-        if name not in SAMPLERS:
-            fail(f"{name!r} is not a sampler{did_you_mean(name, SAMPLERS)}")
+        if name != AUTO and name not in SAMPLERS:
+            fail(f"{name!r} is not a sampler{did_you_mean(name, [AUTO, *SAMPLERS])}")
         return name
 
     @model_validator(mode="after")
     def _sampler_takes_these_settings(self) -> Sample:
+        if self.sampler == AUTO:
+            return self  # checked once chosen (jaxpm.sampling.auto)
         sampler = SAMPLERS[self.sampler]
-        if self.mass_matrix not in sampler.mass_matrices:
+        if self.mass_matrix != AUTO and self.mass_matrix not in sampler.mass_matrices:
             fail(f"{self.sampler} has no {self.mass_matrix} mass matrix; it supports "
                  f"{', '.join(sampler.mass_matrices)}", "mass_matrix")
         problem = sampler.check(self)
@@ -94,8 +106,8 @@ class Sample(Section):
         """``start`` must be ``initial``, ``mode`` (NUTS) or one of the experiment's
         ``fit_starts`` (for a fit; start -> what it does). Called by the spec, which knows
         the experiment, and ``elsewhere``: the fit starts of other experiments."""
-        sampler = SAMPLERS[self.sampler]
-        if self.start == "mode" and not sampler.mcmc:
+        sampler = SAMPLERS.get(self.sampler)
+        if self.start == "mode" and sampler is not None and not sampler.mcmc:
             fail(f"mode is a start for NUTS chains; {self.sampler} starts from "
                  f"{' or '.join(['initial', *fit_starts])}: set sample.start=initial", *self.START_KEY)
         if self.start in STARTS:
@@ -106,8 +118,8 @@ class Sample(Section):
                      "set sample.start=initial", *self.START_KEY)
             hint = did_you_mean(self.start, [*STARTS, *fit_starts])
             fail(f"{self.start!r} is not a start point{hint}", *self.START_KEY)
-        if sampler.mcmc:
+        if sampler is not None and sampler.mcmc:
             fail(f"{self.start} is a start for the fits ({' and '.join(FITS)}); for {self.sampler} set "
                  "sample.start=initial or mode", *self.START_KEY)
 
-__all__ = ["Sample", "STARTS"]
+__all__ = ["Sample", "STARTS", "AUTO"]

@@ -14,8 +14,10 @@ The solution is ``ys`` with shape ``(len(saveat), *y0.shape)``. A failed solve n
 raises (see :mod:`jaxpm.experiments.ode.solve`): a potential ``<output>_failed`` adds
 ``-inf`` to the logp, and a sampler sees a rejected proposal, not an exception.
 
-``sensitivity: auto`` picks ``forward`` for at most :data:`FORWARD_MAX_PARAMS` scalar
-parameters through the solver, else ``adjoint``.
+``sensitivity: auto`` measures: forward mode for one or two parameters through the
+solver; otherwise forward, adjoint and backsolve are each timed on a value+gradient of the
+solve at the prior's median of its inputs, and the fastest is kept (forward unless another
+is clearly faster), with the timings in run.json's ``auto`` block.
 
 After sampling, the ODE is solved again at the kept draws: failed solves are counted
 (``failed_solves_in_draws``, 0 unless something is wrong, since a failed solve has logp
@@ -37,7 +39,14 @@ from jaxpm.errors import ConfigError
 from jaxpm.experiments.base import Experiment, Fitted
 from jaxpm.experiments.ode import plots, vector_fields
 from jaxpm.experiments.ode.section import OdeSection
-from jaxpm.experiments.ode.solve import SOLVE_OPS, is_adaptive, n_params
+from jaxpm.experiments.ode.solve import (
+    ALWAYS_FORWARD,
+    SOLVE_OPS,
+    choose_sensitivity,
+    is_adaptive,
+    n_params,
+    time_sensitivities,
+)
 
 FORWARD_MAX_PARAMS = 10
 """``sensitivity: auto`` uses forward mode up to this many scalar parameters."""
@@ -65,6 +74,7 @@ class OdeBuilt:
     save_times: np.ndarray
     sensitivity: str
     scalar_parameters: float
+    sensitivity_reason: str = ""  # why auto chose it ("" when the config said)
 
 
 class OdeExperiment(Experiment):
@@ -98,13 +108,7 @@ class OdeExperiment(Experiment):
             )
 
         count = n_params(y0, args)
-        sensitivity = section.sensitivity
-        if sensitivity == "auto":
-            sensitivity = "forward" if count <= FORWARD_MAX_PARAMS else "adjoint"
-        ys, ok = ctx.apply(
-            SOLVE_OPS[sensitivity],
-            y0,
-            args,
+        settings = dict(
             vector_field=field,
             solver=section.solver,
             t0=float(section.t0),
@@ -114,12 +118,15 @@ class OdeExperiment(Experiment):
             rtol=float(section.rtol),
             atol=float(section.atol),
             max_steps=int(section.max_steps),
-            sensitivity=sensitivity,
-            key="ode.vector_field",
         )
+        sensitivity, why = section.sensitivity, ""
+        if sensitivity == "auto":
+            sensitivity, why = _auto_sensitivity(y0, args, count, settings)
+        ys, ok = ctx.apply(SOLVE_OPS[sensitivity], y0, args, **settings, sensitivity=sensitivity,
+                           key="ode.vector_field")
         ctx.add(section.output, ys, key="ode.output")
         pm.Potential(f"{section.output}_failed", pt.switch(ok, 0.0, -np.inf))
-        return OdeBuilt(section.output, ys, ok, ts, sensitivity, count)
+        return OdeBuilt(section.output, ys, ok, ts, sensitivity, count, why)
 
     def check_overrides(self, section: OdeSection) -> dict[str, Any]:
         """An adaptive solve is checked at :data:`CHECK_TOLERANCE` (or the config's, if
@@ -136,6 +143,11 @@ class OdeExperiment(Experiment):
         if out and section.max_steps < CHECK_MAX_STEPS:
             out["ode.max_steps"] = CHECK_MAX_STEPS
         return out
+
+    def auto_choices(self, built: OdeBuilt) -> dict[str, tuple[Any, str]]:
+        if not built.sensitivity_reason:
+            return {}
+        return {"ode.sensitivity": (built.sensitivity, built.sensitivity_reason)}
 
     def describe(self, built: OdeBuilt) -> dict[str, Any]:
         return {
@@ -168,6 +180,42 @@ class OdeExperiment(Experiment):
         fitted.save("fit.png", lambda p: rundir.write_with(p, lambda t: plots.ode_fit(
             built.save_times, curves, t, observed=observed, output=built.output, observed_name=obs_name,
             labels=labels)))
+
+
+TYPICAL_DRAWS = 64
+"""Prior draws whose median is the point ``sensitivity: auto`` times the solve at."""
+
+
+def _auto_sensitivity(y0, args, count: float, settings: dict) -> tuple[str, str]:
+    """``sensitivity: auto``: forward mode for at most :data:`~jaxpm.experiments.ode.solve.ALWAYS_FORWARD`
+    parameters; adjoint above :data:`FORWARD_MAX_PARAMS` without a typical point; else
+    every method timed at the prior's median of the solve's inputs."""
+    if count <= ALWAYS_FORWARD:
+        return "forward", f"{int(count)} parameter{'s' * (count != 1)} through the solver: forward mode"
+    point = _typical_inputs(y0, args)
+    if point is None:
+        if count <= FORWARD_MAX_PARAMS:
+            return "forward", f"{count:g} parameters through the solver (at most {FORWARD_MAX_PARAMS}): forward mode"
+        return "adjoint", f"{count:g} parameters through the solver (more than {FORWARD_MAX_PARAMS}): adjoint"
+    return choose_sensitivity(time_sensitivities(*point, settings))
+
+
+def _typical_inputs(y0, args):
+    """The prior's median of the solve's inputs (y0, args), or None when they cannot be drawn."""
+    import jax
+    import pymc as pm
+    from pytensor.graph import Variable
+
+    leaves, treedef = jax.tree.flatten((y0, args))
+    variables = [x for x in leaves if isinstance(x, Variable)]
+    try:
+        draws = pm.draw(variables, draws=TYPICAL_DRAWS, random_seed=0) if variables else []
+    except Exception:  # noqa: BLE001 - inputs PyMC cannot forward-sample (free of the prior)
+        return None
+    draws = draws if isinstance(draws, list | tuple) else [draws]
+    medians = iter([np.median(np.asarray(d, dtype=float), axis=0) for d in draws])
+    values = [next(medians) if isinstance(x, Variable) else np.asarray(x, dtype=float) for x in leaves]
+    return jax.tree.unflatten(treedef, values)
 
 
 def matching_observed(
