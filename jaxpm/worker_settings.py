@@ -47,7 +47,7 @@ def _flag(flags: str, name: str) -> str | None:
     return None
 
 
-def _take_slot(root: Path):
+def take_slot(root: Path):
     """The first slot under ``root`` whose lock is free, with that lock held."""
     from filelock import FileLock, Timeout
 
@@ -76,7 +76,7 @@ def setup() -> dict | None:
         compiledir, own = None, False
     else:
         root = Path(os.path.expanduser(os.environ.get(DIR_ENV) or DEFAULT_DIR)) / socket.gethostname()
-        path, lock = _take_slot(root)
+        path, lock = take_slot(root)
         _held.append(lock)
         os.environ["PYTENSOR_FLAGS"] = ",".join(p for p in (flags, f"base_compiledir={path}") if p)
         compiledir, own = str(path), True
@@ -90,4 +90,4 @@ def setup() -> dict | None:
 
 setup()
 
-__all__ = ["WORKER", "THREADS_ENV", "DIR_ENV", "DEFAULT_DIR", "setup"]
+__all__ = ["WORKER", "THREADS_ENV", "DIR_ENV", "DEFAULT_DIR", "setup", "take_slot"]

@@ -64,7 +64,7 @@ from jaxpm.progress import Progress
 from jaxpm.rundir import write_json
 from jaxpm.worker_settings import THREADS_ENV
 
-CONNECT_SECONDS = 20
+CONNECT_SECONDS = 10
 """How long to wait for an existing scheduler to answer, and then for its first worker."""
 
 

@@ -118,7 +118,7 @@ def table(info: dict, out: Console) -> None:
         star = "[bold green]★[/bold green]" if r["point"] == info.get("best") else ""
         t.add_row(star, str(r["point"]), *[_fmt(r.get(k), k) for k in info["keys"]],
                   _STATUS.get(r["status"], r["status"]), *[_fmt(r.get(c), c) for c in shown])
-    out.print(t)
+    out.print(t, width=None if out.is_terminal else max(out.width, 200))  # piped: the whole table
     if info.get("best") is not None:
         out.print(f"★ best: point {info['best']}", highlight=False)
     for r in sorted(info["rows"], key=lambda r: r["point"]):

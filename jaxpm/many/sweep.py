@@ -19,6 +19,7 @@ result: it raised, its worker died, or its sampler produced no usable draws.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -323,12 +324,15 @@ def run_sweep(the_plan: Plan, *, out: Path | str | None = None, resume: Path | N
     previous = Results(Path(resume) / "tasks").load() if resume is not None else {}
     complete = {point_key(i) for i in range(len(the_plan.points)) if _complete(previous.get(point_key(i)))}
     pending = [i for i in range(len(the_plan.points)) if point_key(i) not in complete]
+    if scheduler is not None and workers is not None:
+        raise ConfigError("--workers", "--workers sizes the local cluster; with --scheduler the cluster has the "
+                                       "workers it has: drop one of them", the_plan.base.label)
     n_workers = None if scheduler else min(workers or _cores(), max(1, len(pending)))
     outcomes = {k: previous[k] for k in complete}
     cluster: dict[str, Any] = {}
     folder: Path | None = Path(resume) if resume is not None else None
     try:
-        with Executor(scheduler, n_workers, progress) as ex:
+        with _named(the_plan.base.label), Executor(scheduler, n_workers, progress) as ex:
             cluster = ex.describe()
             if folder is None:
                 folder = rundir.new_run_dir(Path(out or the_plan.base.output.dir).resolve(),
@@ -350,13 +354,23 @@ def run_sweep(the_plan: Plan, *, out: Path | str | None = None, resume: Path | N
 
             ex.run(tasks, Results(folder / "tasks"), finished, what=f"{the_plan.base.name} sweep",
                    failed=lambda o: row(the_plan, int(o.key.split("-")[1]), o, folder)["status"] != "ok")
-            cluster = ex.describe() | {"notes": ex.notes}
+            end = ex.describe()  # workers that died during the run stay listed
+            cluster = {**end, "workers": {**cluster["workers"], **end["workers"]}}
     except KeyboardInterrupt:
         if folder is not None:  # keep what finished
             _write(the_plan, folder, outcomes, cluster, "interrupted", sort, time.perf_counter() - began)
         raise
     info = _write(the_plan, folder, outcomes, cluster, "finished", sort, time.perf_counter() - began)
     return SweepResult(folder, info, outcomes)
+
+
+@contextlib.contextmanager
+def _named(label: str):
+    """A ConfigError from the cluster (``--scheduler``) names the config, as every bad input does."""
+    try:
+        yield
+    except ConfigError as e:
+        raise e.within(label) from None
 
 
 def _at(spec: Spec, point_dir: Path) -> Spec:
