@@ -44,12 +44,13 @@ def test_zip_keys_vary_together_as_one_more_axis():
     assert len(points) == 6  # 2 x 3, not 2 x 3 x 3
     assert [(p["ode.rtol"], p["ode.atol"]) for p in points[:3]] == [(1e-5, 1e-6), (1e-8, 1e-9), (1e-10, 1e-11)]
     assert s.keys == ["sample.sampler", "ode.rtol", "ode.atol"]
-    assert Sweep.model_validate({"zip": {"a.b": [1, 2], "c.d": [3, 4]}}).points() == [
-        {"a.b": 1, "c.d": 3}, {"a.b": 2, "c.d": 4}]
+    assert Sweep.model_validate({"zip": {"a.b": [1, 1], "c.d": [3, 4]}}).points() == [
+        {"a.b": 1, "c.d": 3}, {"a.b": 1, "c.d": 4}]  # a zipped key may repeat a value; rows may not
 
 
 @pytest.mark.parametrize("section, message", [
     ({"zip": {"a.b": [1, 2], "c.d": [1]}}, "need the same length"),
+    ({"zip": {"a.b": [1, 1], "c.d": [2, 2]}}, "row 1 of the zipped values repeats row 0"),
     ({"grid": {"a.b": []}}, "at least one value"),
     ({"grid": {"a.b": [1, 1]}}, "listed twice"),
     ({"grid": {"a.b": [1]}, "zip": {"a.b": [2]}}, "in both grid and zip"),

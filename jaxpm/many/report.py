@@ -110,7 +110,7 @@ def table(info: dict, out: Console) -> None:
     t.add_column("", no_wrap=True)
     t.add_column("point", justify="right")
     for k in info["keys"]:
-        t.add_column(k)
+        t.add_column(k, min_width=min(len(k), 16))
     t.add_column("status")
     for c in shown:
         t.add_column(_HEADERS[c], justify="right")

@@ -27,7 +27,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from jaxpm.errors import ConfigError
 from jaxpm.section import Section, fail, show
@@ -37,8 +37,9 @@ RESERVED = ("sweep", "output.dir", "output")
 """Keys a sweep cannot vary: the sweep itself, and where points write (the sweep decides)."""
 
 
-def axis_problem(key: Any, values: Any) -> str | None:
-    """What is wrong with one axis ``key: [values]`` of a sweep, or None."""
+def axis_problem(key: Any, values: Any, unique: bool = True) -> str | None:
+    """What is wrong with one axis ``key: [values]`` of a sweep, or None. A zipped key's
+    values may repeat (``unique=False``): its rows, read across the keys, may not."""
     if not isinstance(key, str) or not all(p.strip() for p in key.split(".")):
         return f"expected a key path such as ode.solver, got {show(key)}"
     if key in RESERVED or key.startswith("sweep."):
@@ -47,7 +48,7 @@ def axis_problem(key: Any, values: Any) -> str | None:
         return f"expected a list of values to try, got {show(values)}"
     if not values:
         return "expected at least one value, got an empty list"
-    seen = [_same(v) for v in values]
+    seen = [_same(v) for v in values] if unique else []
     for i, v in enumerate(seen):
         if v in seen[:i]:
             return f"value {show(values[i])} is listed twice"
@@ -67,11 +68,11 @@ class Sweep(Section):
 
     @field_validator("grid", "zip", mode="before")
     @classmethod
-    def _axes(cls, axes: Any) -> Any:
+    def _axes(cls, axes: Any, info: ValidationInfo) -> Any:
         if not isinstance(axes, Mapping):
             fail(f"expected a mapping from key paths to lists of values, got {show(axes)}")
         for key, values in axes.items():
-            problem = axis_problem(key, values)
+            problem = axis_problem(key, values, unique=info.field_name == "grid")
             if problem:
                 fail(problem, key)
         return axes
