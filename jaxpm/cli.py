@@ -221,7 +221,7 @@ def sweep(
     grid: Annotated[Optional[list[str]], typer.Option("--grid", help="Sweep a key over values: KEY.PATH=V1,V2,... (each value YAML). Repeatable: the grid is every combination.")] = None,  # noqa: E501
     set_: SetOpt = None,
     scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Address of an existing Dask scheduler (tcp://host:port); default: a local cluster.")] = None,  # noqa: E501
-    workers: Annotated[Optional[int], typer.Option("--workers", help="Worker processes of the local cluster (default: one per core).")] = None,  # noqa: E501
+    workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Worker processes of the local cluster (default: one per core).")] = None,  # noqa: E501
     out_dir: OutOpt = None,
     resume: Annotated[Optional[Path], typer.Option("--resume", help="A sweep folder to continue: run only the points whose run folder is not complete.")] = None,  # noqa: E501
     sort: Annotated[str, typer.Option("--sort", help="Column to sort the table by (ess_per_s, us_per_eval, a grid key, ...).")] = "point",  # noqa: E501

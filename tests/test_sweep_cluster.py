@@ -161,6 +161,10 @@ def test_resume_runs_only_the_points_that_are_not_complete(cluster, tmp_path):
     assert after["point-002.json"] != before["point-002.json"]
     assert info["rows"][0]["run_dir"] == first["rows"][0]["run_dir"]
     assert info["rows"][2]["run_dir"] != first["rows"][2]["run_dir"]  # a new run folder for the re-run point
+    # once complete, a resume runs nothing (and needs no cluster)
+    again = invoke("sweep", "--resume", folder, "--json")
+    assert again.exit_code == 0 and "every point" in again.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in (folder / "tasks").iterdir()} == after
     # the same folder with other settings is refused, and nothing runs
     result = invoke("sweep", PLUGIN, "--grid", "evaluate.repeats=3,4", "--resume", folder, "--scheduler", cluster)
     assert result.exit_code == 2 and "was started with other settings" in result.stderr

@@ -33,6 +33,17 @@ Ctrl-C
     ignore the terminal's Ctrl-C themselves, so that they stop by the executor's hand
     rather than each with a traceback.
 
+How a command uses it (``jaxpm sweep`` does, ``jaxpm sbc`` is meant to)
+    Make one :class:`Task` per fit, keyed stably (``point-003``, ``sim-0042``), whose
+    function is a module-level function taking plain, picklable arguments (a
+    :class:`~jaxpm.spec.Spec`, a seed, an index); derive everything random inside it from
+    the config's seed and the index (``numpy.random.SeedSequence([seed, i])``), never
+    from the worker or the order, so results do not depend on how many workers ran them.
+    Put what is costly and shared in :func:`cached` (sbc: the model compiled once with
+    shared data, swapped per simulation). Keep a :class:`Results` folder inside the run
+    folder; on ``--resume`` run ``results.pending(tasks)`` only. Record
+    :meth:`Executor.describe` (the scheduler, the workers) and each outcome's ``worker``.
+
 Example (a cluster of one worker process; tasks are any importable function):
 
 >>> import operator, tempfile

@@ -331,6 +331,11 @@ def run_sweep(the_plan: Plan, *, out: Path | str | None = None, resume: Path | N
     outcomes = {k: previous[k] for k in complete}
     cluster: dict[str, Any] = {}
     folder: Path | None = Path(resume) if resume is not None else None
+    if not pending and folder is not None:  # resumed, and nothing left to run
+        progress.print(f"[bold]{the_plan.base.name}[/bold]: every point of {folder} is complete")
+        old = _previous_cluster(folder)
+        return SweepResult(folder, _write(the_plan, folder, outcomes, old, "finished", sort,
+                                          time.perf_counter() - began), outcomes)
     try:
         with _named(the_plan.base.label), Executor(scheduler, n_workers, progress) as ex:
             cluster = ex.describe()
@@ -362,6 +367,14 @@ def run_sweep(the_plan: Plan, *, out: Path | str | None = None, resume: Path | N
         raise
     info = _write(the_plan, folder, outcomes, cluster, "finished", sort, time.perf_counter() - began)
     return SweepResult(folder, info, outcomes)
+
+
+def _previous_cluster(folder: Path) -> dict:
+    """The cluster a finished sweep recorded (its sweep.json), or nothing."""
+    try:
+        return json.loads((folder / "sweep.json").read_text()).get("cluster") or {}
+    except (OSError, ValueError):
+        return {}
 
 
 @contextlib.contextmanager
