@@ -103,22 +103,26 @@ def table(info: dict, out: Console) -> None:
     rows = sort_rows(info["rows"], info["sort"])
     sampling = any("ess_per_s" in r for r in rows)
     shown = ["us_per_eval", "logp", "max_backend_diff", "check_grad_ok"]
-    if sampling:
-        shown += ["ess_per_s", "min_ess_bulk", "min_ess_tail", "max_r_hat", "divergences", "failed_solves",
-                  "sampler_seconds"]
+    if sampling:  # narrower: what compares samplers (sweep.csv has every column)
+        shown = ["us_per_eval", "check_grad_ok", "ess_per_s", "min_ess_bulk", "min_ess_tail", "max_r_hat",
+                 "divergences", "sampler_seconds"]
+        if any(r.get("failed_solves") for r in rows):
+            shown.insert(-1, "failed_solves")
     t = Table(title=f"{info['name']}: sweep of {info['points']} points, sorted by {info['sort']}")
     t.add_column("", no_wrap=True)
-    t.add_column("point", justify="right")
+    t.add_column("point", justify="right", min_width=5)
     for k in info["keys"]:
         t.add_column(k, min_width=min(len(k), 16))
-    t.add_column("status")
+    t.add_column("status", min_width=6)
     for c in shown:
         t.add_column(_HEADERS[c], justify="right")
     for r in rows:
         star = "[bold green]★[/bold green]" if r["point"] == info.get("best") else ""
         t.add_row(star, str(r["point"]), *[_fmt(r.get(k), k) for k in info["keys"]],
                   _STATUS.get(r["status"], r["status"]), *[_fmt(r.get(c), c) for c in shown])
-    out.print(t, width=None if out.is_terminal else max(out.width, 200))  # piped: the whole table
+    if not out.is_terminal and out.width < 200:  # piped: the whole table, not 80 columns of it
+        out = Console(file=out.file, width=200, no_color=out.no_color)
+    out.print(t)
     if info.get("best") is not None:
         out.print(f"★ best: point {info['best']}", highlight=False)
     for r in sorted(info["rows"], key=lambda r: r["point"]):
