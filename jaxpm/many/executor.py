@@ -226,17 +226,21 @@ class Executor:
         Worker processes of the local cluster (default: one per core); each has one thread.
     progress
         Where progress goes (a bar on stderr in the CLI).
+    timeout
+        Seconds to wait for an existing scheduler to answer, and then for its first worker.
 
     Use it as a context manager; :meth:`run` as often as needed inside.
     """
 
-    def __init__(self, scheduler: str | None = None, workers: int | None = None, progress: Progress | None = None):
+    def __init__(self, scheduler: str | None = None, workers: int | None = None, progress: Progress | None = None,
+                 timeout: float = CONNECT_SECONDS):
         if scheduler is not None and workers is not None:
             raise ConfigError("--workers", "--workers sizes the local cluster; with --scheduler the cluster has "
                                            "the workers it has: drop one of them")
         if workers is not None and workers < 1:
             raise ConfigError("--workers", f"expected at least 1 worker, got {workers}")
         self.scheduler_arg = scheduler
+        self.timeout = timeout
         self.n_workers = workers or os.cpu_count() or 1
         self.progress = progress or Progress.quiet()
         self.client = None
@@ -270,12 +274,12 @@ class Executor:
             self.client = Client(self.cluster)
             return
         try:
-            self.client = Client(self.scheduler_arg, timeout=f"{CONNECT_SECONDS}s")
+            self.client = Client(self.scheduler_arg, timeout=f"{self.timeout}s")
         except (OSError, ValueError, TypeError) as e:
             raise ConfigError("--scheduler", f"cannot reach a Dask scheduler at {self.scheduler_arg!r}: "
                                              f"{one_line(e)}; start one with `dask scheduler`") from None
         try:
-            self.client.wait_for_workers(1, timeout=CONNECT_SECONDS)
+            self.client.wait_for_workers(1, timeout=self.timeout)
         except TimeoutError:
             raise ConfigError("--scheduler", f"the scheduler at {self.scheduler_arg} has no workers; start some "
                                              f"with `{THREADS_ENV}=1 dask worker {self.scheduler_arg}`") from None
@@ -311,7 +315,7 @@ class Executor:
         count = len(self.client.scheduler_info(n_workers=-1)["workers"])
         self.client.register_plugin(Environ({THREADS_ENV: "1"}), name="jaxpm-worker-environment")
         with contextlib.suppress(TimeoutError):
-            self.client.wait_for_workers(count, timeout=2 * CONNECT_SECONDS)
+            self.client.wait_for_workers(count, timeout=2 * self.timeout)
         still = [a for a, v in self.client.run(os.getenv, THREADS_ENV).items() if not v]
         if still:
             note = (f"{len(still)} workers have no nanny to restart them and share one PyTensor compile "
