@@ -8,12 +8,14 @@ The public API:
 - :func:`run`: run a config end to end and write its run folder.
 
 Importing jaxpm sets JAX up first (float64, host devices, the compilation cache): see
-:mod:`jaxpm.jax_settings`.
+:mod:`jaxpm.jax_settings`; in a worker process of many runs, also its own PyTensor compile
+directory: see :mod:`jaxpm.worker_settings`.
 """
 
 from __future__ import annotations
 
-from jaxpm.jax_settings import HOST_DEVICES, JAX_CACHE_DIR  # first: before JAX or equinox is used
+from jaxpm import worker_settings  # noqa: F401 - first: a worker's own PyTensor compiledir, before PyTensor
+from jaxpm.jax_settings import HOST_DEVICES, JAX_CACHE_DIR  # before JAX or equinox is used
 
 # isort: split
 from jaxpm import rewrites  # noqa: F401 - registers the fusion rewrites with PyTensor

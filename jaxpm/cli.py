@@ -224,6 +224,43 @@ def bench(
     raise typer.Exit(_guard(go, debug))
 
 
+@app.command()
+def sweep(
+    config: Annotated[Optional[str], typer.Argument(help="Config path or built-in name (optional with --resume).", show_default=False)] = None,  # noqa: E501
+    grid: Annotated[Optional[list[str]], typer.Option("--grid", help="Sweep a key over values: KEY.PATH=V1,V2,... (each value YAML). Repeatable: the grid is every combination.")] = None,  # noqa: E501
+    set_: SetOpt = None,
+    scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Address of an existing Dask scheduler (tcp://host:port); default: a local cluster.")] = None,  # noqa: E501
+    workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Worker processes of the local cluster (default: one per core).")] = None,  # noqa: E501
+    out_dir: OutOpt = None,
+    resume: Annotated[Optional[Path], typer.Option("--resume", help="A sweep folder to continue: run only the points whose run folder is not complete.")] = None,  # noqa: E501
+    sort: Annotated[str, typer.Option("--sort", help="Column to sort the table by (ess_per_s, us_per_eval, a grid key, ...).")] = "point",  # noqa: E501
+    json_out: JsonOpt = False,
+    debug: DebugOpt = False,
+):
+    """Run a grid of variants of one config in parallel on Dask, each a full run, and
+    compare them in one table (sweep.csv, sweep.json, sweep.png)."""
+    from jaxpm.many import report
+    from jaxpm.many import sweep as sweep_mod
+
+    def go():
+        progress = _progress()
+        plan = sweep_mod.plan(config, set_, grid, resume=resume, progress=progress)
+        report.check_sort(sort, plan.keys, plan.sampling, plan.base.label)
+        result = sweep_mod.run_sweep(plan, out=out_dir, resume=resume, scheduler=scheduler, workers=workers,
+                                     sort=sort, progress=progress)
+        if debug:
+            for outcome in result.outcomes.values():
+                if outcome.traceback:
+                    err.print(f"{outcome.key}:\n{outcome.traceback}", markup=False, highlight=False)
+        if json_out:
+            _print_json(result.info)
+        else:
+            report.table(result.info, out)
+        return 0 if result.ok else 1
+
+    raise typer.Exit(_guard(go, debug))
+
+
 def main():  # pragma: no cover - console script entry
     app()
 

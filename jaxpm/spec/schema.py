@@ -36,6 +36,7 @@ from jaxpm.errors import did_you_mean
 from jaxpm.experiments.registry import BUILTIN, PLUGIN_FORM
 from jaxpm.sampling.settings import Sample
 from jaxpm.section import Dist, Float, Int, Prior, Section, callable_ref, existing_file, fail, plain_value, show
+from jaxpm.spec.grid import Sweep
 
 DEFAULT_SEED = 20230103
 DICT_LABEL = "<dict>"
@@ -166,6 +167,7 @@ class SpecBase(Section):
     check_grad: CheckGrad = Field(default_factory=CheckGrad)
     sample: Sample = Field(default_factory=Sample)
     output: Output = Field(default_factory=Output)
+    sweep: Sweep | None = None  # jaxpm sweep's grid; jaxpm run ignores it
 
     _label: str = PrivateAttr(DICT_LABEL)
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
@@ -250,8 +252,9 @@ class SpecBase(Section):
     # -- output
 
     def raw(self) -> dict[str, Any]:
-        """The resolved spec as plain data (defaults written out, unused experiment sections left out)."""
-        unused = {k for k in BUILTIN if getattr(self, k) is None}
+        """The resolved spec as plain data (defaults written out, unused experiment sections and an absent
+        ``sweep:`` left out)."""
+        unused = {k for k in (*BUILTIN, "sweep") if getattr(self, k) is None}
         return self.model_dump(mode="json", exclude=unused, fallback=plain_value)
 
     def to_yaml(self) -> str:
