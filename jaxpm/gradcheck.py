@@ -401,11 +401,13 @@ def check_gradients(prep, progress: Progress | None = None) -> dict:
     progress = progress or Progress.quiet()
     spec = prep.spec
     cfg = spec.check_grad
-    chosen = {key: value for key, (value, _) in prep.experiment.auto_choices(prep.ctx.built).items()}
-    overrides = {**chosen, **prep.experiment.check_overrides(prep.section), **dict(cfg.set)}
+    auto = prep.experiment.auto_choices(prep.ctx.built)
+    overrides = {**prep.experiment.check_overrides(prep.section), **dict(cfg.set)}
     if overrides:
+        # the model the checks run on keeps the choices "auto" made for the run's model
+        kept = {key: value for key, (value, _) in auto.items() if key not in overrides}
         with progress.step(f"{spec.name}: building the model the checks run on ({_show(overrides)})"):
-            prep = prep.with_overrides(overrides)
+            prep = prep.with_overrides({**kept, **overrides})
     with progress.step(f"{spec.name}: drawing {cfg.points} points from the prior"):
         points, drawn = finite_points(prep.model, cfg.points, spec.seed)
     with progress.step(f"{spec.name}: checking the wrapped ops' gradients"):
@@ -428,6 +430,7 @@ def check_gradients(prep, progress: Progress | None = None) -> dict:
         "points_drawn": drawn,
         "checked_points": _shown(points),
         "set": overrides,
+        "auto": {key: {"value": value, "reason": reason} for key, (value, reason) in auto.items()},
         "problems": problems,
         "ops": ops,
         "model": model,
