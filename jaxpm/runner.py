@@ -84,6 +84,7 @@ def run(config, overrides=None, *, progress: Progress | None = None) -> RunResul
             info["ok"] = info["ok"] and info["check_grad"]["ok"]
         if spec.sample.enabled:
             info["sampling"] = sample_and_save(prep, folder.save, progress)
+            info["loo"] = info["sampling"].pop("loo", None)
             info["ok"] = info["ok"] and info["sampling"]["ok"]
     return RunResult(folder.path, info)
 
