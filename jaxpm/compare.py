@@ -131,8 +131,11 @@ def show(comparison: Comparison, out: Console) -> None:
     title = ("PSIS-LOO model comparison (log scale, higher elpd is better)" if comparison.kind == "loo" else
              "held-out comparison: exact elpd of the held-out data (log scale, higher is better)")
     table = Table(title=title)
-    for col in ("rank", "run", "elpd_loo", "se", "elpd_diff", "dse", "p_loo", "weight", f"k > {PARETO_K}"):
-        table.add_column(col, justify="left" if col == "run" else "right")
+    for col in ("rank", "run", "elpd_loo", "se", "elpd_diff", "dse", "p_loo", "weight", f"k>{PARETO_K}"):
+        if col == "run":  # the names give way on a narrow terminal, never the numbers
+            table.add_column(col, overflow="fold", ratio=1)
+        else:
+            table.add_column(col, justify="right", no_wrap=True, min_width=len(col))
     for row, label in zip(comparison.doc["runs"], comparison.table.index, strict=True):
         k = row["pareto_k_over_0.7"]
         table.add_row(str(row["rank"]), label, f"{row['elpd_loo']:.2f}", f"{row['se']:.2f}",
