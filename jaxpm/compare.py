@@ -142,8 +142,8 @@ def show(comparison: Comparison, out: Console) -> None:
                       f"{row['elpd_diff']:.2f}", f"{row['dse']:.2f}", f"{row['p_loo']:.2f}", f"{row['weight']:.3f}",
                       "-" if k is None else (f"[yellow]{k}[/yellow]" if k else "0"))
     out.print(table)
-    for label, path in comparison.labels.items():
-        out.print(f"  {label}: {path}", highlight=False)
+    for label in comparison.table.index:
+        out.print(f"  {label}: {comparison.labels[label]}", highlight=False)
     for row, label in zip(comparison.doc["runs"], comparison.table.index, strict=True):
         if row["pareto_k_over_0.7"]:
             out.print(f"[yellow]warning:[/yellow] {label}: {row['pareto_k_over_0.7']} observations with Pareto k > "

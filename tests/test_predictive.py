@@ -336,6 +336,9 @@ def test_cnn_fits_keep_the_heldout_predictive_and_compare_on_it(runs):
         np.testing.assert_allclose(ll, np.log(np.take_along_axis(probs, labels[None, None, :, None], -1)[..., 0]),
                                    rtol=1e-6)
         assert s["predictive"]["heldout"]["n_observations"] == 30
+        # the prior keeps no weight array of more than 1000 numbers (Dense_0_kernel: 676 x 10)
+        assert s["predictive"]["prior_left_out"] == ["Dense_0_kernel"]
+        assert "Dense_0_kernel" not in idata.prior and "Conv_0_kernel" in idata.prior
         assert "heldout_accuracy" in s and "digits.png" in s["files"]
     assert advi.info["loo"]["n_draws"] == 20
     assert bad_map.info["loo"] is None  # one draw: nothing for PSIS to reweight

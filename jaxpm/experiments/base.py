@@ -2,9 +2,10 @@
 
 An experiment owns one YAML section (``ode:``, ``cnn:``, ...), turns it into named graph
 nodes inside the PyMC model, and may add to a sampled run what only it knows how to show
-(the ODE's fitted curves, the CNN's accuracy on held-out digits). The model builder,
-the sampling driver and the runner talk to every experiment through this interface and
-never by its name.
+(the ODE's fitted curves, the CNN's accuracy on held-out digits), draw its own predictive
+check figure (the ODE's bands over time) and give data it held out of the fit (the CNN's
+held-out digits, for comparing runs). The model builder, the sampling driver and the
+runner talk to every experiment through this interface and never by its name.
 
 A minimal experiment, the shape of :mod:`jaxpm.experiments.exp`::
 

@@ -1,13 +1,14 @@
 """The ``predictive:`` section: which predictive checks a sampled run computes.
 
 Every part is on by default; each costs about one forward pass of the model per draw.
+``draws`` keeps at least one draw per chain.
 Switch parts off for large models::
 
     predictive:
       prior: true           # prior and prior_predictive groups, prior_ppc.png
       posterior: true       # posterior_predictive group, ppc.png
       log_likelihood: true  # log_likelihood group (pointwise), loo in run.json
-      draws: null           # at most this many posterior draws, evenly thinned within each chain (null: all)
+      draws: null           # at most this many posterior draws, thinned evenly in each chain (null: all)
       prior_draws: null     # draws from the prior (null: as many as the posterior draws used, 20 to 500)
 
 >>> default, seven = Predictive(), Predictive(prior_draws=7)

@@ -20,12 +20,15 @@ import functools
 import time
 from typing import Any
 
+import numpy as np
+
 from jaxpm import plots
 from jaxpm.errors import first_line
 from jaxpm.experiments.base import Fitted, HeldOut
 from jaxpm.predictive import heldout_elpd, loo, loo_info, predictive_groups, thin
 from jaxpm.predictive.elpd import PARETO_K
 from jaxpm.rundir import write_with
+from jaxpm.sampling.files import MAX_SUMMARY_COMPONENTS
 
 HELDOUT_GROUPS = ("heldout_observed_data", "heldout_log_likelihood", "heldout_predictive")
 """The groups of an experiment's held-out data (:class:`~jaxpm.experiments.base.HeldOut`)."""
@@ -43,6 +46,7 @@ def add_groups(prep, fitted: Fitted, seed: int, progress) -> list[str]:
     fitted.info["predictive"] = info
     fitted.info["loo"] = None
     if not settings.any:
+        info["groups"] = _groups(idata)
         return []
     warnings: list[str] = []
     began = time.perf_counter()
@@ -59,6 +63,7 @@ def add_groups(prep, fitted: Fitted, seed: int, progress) -> list[str]:
         with progress.step(f"{prep.spec.name}: {what} at {n_draws} draws (JAX)"):
             done = predictive_groups(model, posterior, seed=seed, posterior_predictive=settings.posterior,
                                      log_likelihood=settings.log_likelihood, prior_draws=prior_draws)
+        _leave_out_large_priors(done.groups, info)
         idata.add_groups(done.groups)
         info.update(backends=done.backends, job_seconds=done.seconds, batch=done.batch)
         warnings += [f"predictive: {note}" for note in done.notes]
@@ -68,8 +73,7 @@ def add_groups(prep, fitted: Fitted, seed: int, progress) -> list[str]:
         warnings.append(f"predictive groups not computed: {type(e).__name__}: {first_line(e)}")
     if settings.posterior or settings.log_likelihood:
         warnings += _heldout(prep, fitted, posterior, settings, info)
-    info["groups"] = [g for g in ("observed_data", "posterior_predictive", "log_likelihood", "prior",
-                                  "prior_predictive", *HELDOUT_GROUPS) if g in idata.groups()]
+    info["groups"] = _groups(idata)
     if "log_likelihood" in idata.groups():
         warnings += _loo(fitted, progress)
     info["seconds"] = time.perf_counter() - began
@@ -91,6 +95,26 @@ def figures(prep, fitted: Fitted) -> list[str]:
         except Exception as e:  # noqa: BLE001 - a figure that cannot be drawn is a warning
             problems.append(f"{name} not written: {type(e).__name__}: {first_line(e)}")
     return problems
+
+
+def _groups(idata) -> list[str]:
+    """The groups of ``idata`` that predictive checks and comparisons read."""
+    return [g for g in ("observed_data", "posterior_predictive", "log_likelihood", "prior", "prior_predictive",
+                        *HELDOUT_GROUPS) if g in idata.groups()]
+
+
+def _leave_out_large_priors(groups: dict, info: dict) -> None:
+    """The ``prior`` group keeps the variables of at most :data:`~jaxpm.sampling.files.MAX_SUMMARY_COMPONENTS`
+    scalars per draw: a CNN's 824k weights drawn from Normal(0, 1) say nothing worth 6.6 MB
+    a draw (their prior predictive, the labels, is kept). ``prior_left_out`` names the rest."""
+    prior = groups.get("prior")
+    if prior is None:
+        return
+    large = [name for name, var in prior.data_vars.items()
+             if np.prod([n for d, n in var.sizes.items() if d not in ("chain", "draw")]) > MAX_SUMMARY_COMPONENTS]
+    if large:
+        groups["prior"] = prior.drop_vars(large)
+        info["prior_left_out"] = large
 
 
 def _ensure_observed_data(idata, model) -> None:
