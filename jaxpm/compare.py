@@ -17,6 +17,26 @@ log-likelihood.
 "weight", "pareto_k_over_0.7"}], "scale": "log"}`` in rank order, rank 0 the best;
 :func:`show` prints it as a table and :func:`write` keeps it with ``az.plot_compare``'s
 picture.
+
+Two made-up run folders, the second model predicting the same three observations worse:
+
+>>> import tempfile, arviz as az, xarray as xr
+>>> def fake_run(root, name, mean):
+...     folder = Path(root) / name
+...     folder.mkdir()
+...     rng = np.random.default_rng(0)
+...     ll = rng.normal(mean, 0.1, size=(2, 100, 3))
+...     az.InferenceData(
+...         posterior=xr.Dataset({"mu": (("chain", "draw"), rng.normal(size=(2, 100)))}),
+...         log_likelihood=xr.Dataset({"y": (("chain", "draw", "y_dim_0"), ll)}),
+...         observed_data=xr.Dataset({"y": (("y_dim_0",), [0.1, 0.5, 0.9])}),
+...     ).to_netcdf(str(folder / "posterior.nc"))
+...     (folder / "run.json").write_text(json.dumps({"name": name}))
+...     return folder
+>>> with tempfile.TemporaryDirectory() as root:
+...     result = compare_runs([fake_run(root, "worse", -3.0), fake_run(root, "better", -1.0)])
+>>> [(r["name"], r["rank"], round(r["elpd_diff"], 1)) for r in result.doc["runs"]]
+[('better', 0, 0.0), ('worse', 1, 6.0)]
 """
 
 from __future__ import annotations

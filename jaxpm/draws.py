@@ -17,7 +17,7 @@ import numpy as np
 MEMORY_BUDGET = 512 * 2**20
 """Bytes of working memory one batch of :func:`over_draws` may take (XLA's own estimate)."""
 
-MAX_BATCH = 1000
+MAX_BATCH = 10_000
 """At most this many draws in one batch of :func:`over_draws`."""
 
 
@@ -90,6 +90,8 @@ def over_draws(fn: Callable, *arrays, batch: int | None = None, budget: int = ME
 
     def program(size: int):
         def run(*xs):
+            if size >= n:  # one batch: no loop around it (a simpler program, compiled sooner)
+                return jax.vmap(fn)(*xs)
             batches = jax.tree.map(lambda a: a.reshape(-1, size, *a.shape[1:]), xs)
             ys = jax.lax.map(lambda b: jax.vmap(fn)(*b), batches)
             return jax.tree.map(lambda y: y.reshape(-1, *y.shape[2:]), ys)
