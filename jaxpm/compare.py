@@ -135,8 +135,8 @@ def compare_runs(paths: list[str | Path]) -> Comparison:
         try:
             elpds[label] = heldout_elpd(_ll_array(run.idata[ll_group])) if kind == "heldout" else loo(run.idata)
         except ValueError as e:
-            raise ConfigError("log_likelihood", f"{first_line(e)}: PSIS-LOO compares runs with posterior draws",
-                              str(run.run_dir)) from None
+            raise ConfigError("log_likelihood", f"{first_line(e)}: compare runs that sample the posterior, or runs "
+                              "that all keep held-out data (the CNN's cnn.holdout)", str(run.run_dir)) from None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         table = az.compare(elpds, ic="loo", scale="log")

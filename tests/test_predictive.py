@@ -314,6 +314,10 @@ def test_compare_bad_folders(runs, tmp_path):
     _one_error_line(invoke("compare", good), "compare", "", "at least two run folders")
     unsampled = run("exp", [f"output.dir={tmp_path}", "evaluate.backends=[c]", "check_grad.enabled=false"]).run_dir
     _one_error_line(invoke("compare", good, unsampled), unsampled, "posterior.nc", "not sampled", "--sample")
+    sampled = runs("exp", *SHORT, "predictive.posterior=false", "predictive.draws=50", "predictive.prior_draws=30")
+    one_point = runs("exp", "sample.sampler=map").run_dir
+    _one_error_line(invoke("compare", sampled.run_dir, one_point), one_point, "log_likelihood",
+                    "PSIS-LOO needs posterior draws; this run has 1")
 
 
 # ----------------------------------------------------------------------- the CNN's held-out digits
