@@ -37,7 +37,9 @@ layers (see :func:`jaxpm.experiments.cnn.nets.init_params`). The run's ``samplin
 ``train_accuracy`` and ``heldout_accuracy`` (the ``holdout`` images after the first
 ``n``), and ``digits.png`` shows held-out digits with their predicted classes.
 
-The held-out digits are also the yardstick for comparing CNN runs (``jaxpm compare``):
+The predictive checks (``ppc.png``, ``prior_ppc.png``) show the class counts of the
+training labels against those of the predictive draws. The held-out digits are also the
+yardstick for comparing CNN runs (``jaxpm compare``):
 ``posterior.nc`` keeps their labels (``heldout_observed_data``), each draw's
 log-likelihood of them (``heldout_log_likelihood``) and class probabilities
 (``heldout_predictive``), computed in one vectorised JAX program over the draws.
@@ -165,6 +167,17 @@ class CnnExperiment(Experiment):
                  f"accuracy {acc:.3f}; {fitted.sampler}, {len(points)} draws averaged")
         fitted.save("digits.png", lambda f: rundir.write_with(f, lambda t: plots.digits(
             x, p.argmax(-1), t, labels=y, confidence=p.max(-1), title=title)))
+
+    def predictive_figure(self, fitted: Fitted, group: str):
+        """The class counts of the training labels against those of the predictive draws."""
+        built: CnnBuilt = fitted.built
+        name = _labels_variable(fitted.model, built.labels, fitted.section.labels)
+        data = fitted.idata[group]
+        if name not in data:
+            return None
+        draws = np.asarray(data[name].values).reshape(-1, len(built.labels))
+        what = group.replace("_", " ")
+        return lambda path: plots.class_counts(built.labels, draws, path, what=what, name=name)
 
     def heldout(self, fitted: Fitted, posterior) -> HeldOut | None:
         """The ``cnn.holdout`` digits after the training ones: each draw's class
