@@ -168,6 +168,8 @@ def _loo(fitted: Fitted, progress) -> list[str]:
     except Exception as e:  # noqa: BLE001
         return [f"loo not computed: {type(e).__name__}: {first_line(e)}"]
     bad = info["pareto_k_over_0.7"]
+    progress.print(f"PSIS-LOO: elpd_loo {info['elpd_loo']:.2f} (se {info['se']:.2f}), p_loo {info['p_loo']:.2f}, "
+                   f"{bad} of {info['n_observations']} observations with Pareto k > {PARETO_K}", highlight=False)
     if not bad:
         return []
     line = (f"PSIS-LOO: {bad} of {info['n_observations']} observations have Pareto k > {PARETO_K}, so elpd_loo "
