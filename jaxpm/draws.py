@@ -48,10 +48,10 @@ def at_draws(model, outputs: Sequence[Any]) -> Callable[[dict], list]:
     return call
 
 
-def over_draws(fn: Callable, *arrays, batch: int | None = None, budget: int = MEMORY_BUDGET,
-               compiler_options: dict | None = None):
-    """``fn`` applied to every draw, as one jitted JAX program: ``jax.vmap`` over a batch
-    of draws, ``jax.lax.map`` over the batches.
+def over_draws(fn: Callable, *arrays, batch: int | None = None, segments: Sequence[int] | None = None,
+               budget: int = MEMORY_BUDGET, compiler_options: dict | None = None):
+    """``fn`` applied to every draw, vectorised: one jitted program, ``jax.vmap`` of ``fn``
+    over a batch of draws, called batch after batch.
 
     Parameters
     ----------
@@ -61,8 +61,13 @@ def over_draws(fn: Callable, *arrays, batch: int | None = None, budget: int = ME
     *arrays
         Pytrees of arrays whose leading axis is the draws (the same length in all).
     batch
-        Draws per batch; None: as many as fit in ``budget`` bytes of working memory by
-        XLA's memory analysis of the compiled program (at most :data:`MAX_BATCH`).
+        Draws per batch; None: the smallest segment (at most :data:`MAX_BATCH`), fewer
+        when XLA's memory analysis of the compiled program says one batch needs more than
+        ``budget`` bytes of working memory.
+    segments
+        Lengths of consecutive parts of the draws that never share a batch (default: one
+        part). A vectorised adaptive ODE solve steps until its slowest draw is done, so
+        prior draws (wild parameters, stiff solves) are kept apart from posterior ones.
     budget
         See ``batch``.
     compiler_options
@@ -71,9 +76,10 @@ def over_draws(fn: Callable, *arrays, batch: int | None = None, budget: int = ME
     Returns
     -------
     ``(outputs, batch)``: ``fn``'s pytree with a leading axis over the draws (NumPy
-    arrays), and the batch size used. The draws are padded to a whole number of batches
-    (repeating the last one) and the padding dropped, so the result never depends on the
-    batch size.
+    arrays), and the batch size used. Each segment is padded to a whole number of
+    batches (repeating its last draw) and the padding dropped, so the result never depends
+    on the batch size. The program is compiled once, for one batch; a loop over batches
+    inside it (``jax.lax.map``) would compile slower and run no faster.
 
     Examples
     --------
@@ -81,33 +87,44 @@ def over_draws(fn: Callable, *arrays, batch: int | None = None, budget: int = ME
     >>> out, used = over_draws(lambda a, b: {"sum": a.sum() + b}, np.ones((5, 3)), np.arange(5.0), batch=2)
     >>> out["sum"].tolist(), used
     ([3.0, 4.0, 5.0, 6.0, 7.0], 2)
+    >>> over_draws(lambda a: a * 2, np.arange(5.0), segments=[3, 2])
+    (array([0., 2., 4., 6., 8.]), 2)
     """
     import jax
 
     n = len(jax.tree.leaves(arrays)[0])
-    if n == 0:
-        raise ValueError("over_draws needs at least one draw")
+    segments = [n] if segments is None else [int(k) for k in segments]
+    if n == 0 or sum(segments) != n or min(segments) < 1:
+        raise ValueError(f"over_draws needs at least one draw in each segment, got {segments} for {n} draws")
+    bounds = list(zip(np.cumsum([0, *segments[:-1]]), np.cumsum(segments), strict=True))
+    program = jax.jit(jax.vmap(fn))
 
-    def program(size: int):
-        def run(*xs):
-            if size >= n:  # one batch: no loop around it (a simpler program, compiled sooner)
-                return jax.vmap(fn)(*xs)
-            batches = jax.tree.map(lambda a: a.reshape(-1, size, *a.shape[1:]), xs)
-            ys = jax.lax.map(lambda b: jax.vmap(fn)(*b), batches)
-            return jax.tree.map(lambda y: y.reshape(-1, *y.shape[2:]), ys)
+    def batches(size: int):
+        """``(start, stop)`` of each batch, and the draws padded to whole batches per segment."""
+        padded = jax.tree.map(lambda x: np.concatenate([_pad(np.asarray(x)[a:b], size) for a, b in bounds]), arrays)
+        total = len(jax.tree.leaves(padded)[0])
+        return [(i, i + size) for i in range(0, total, size)], padded
 
-        padded = jax.tree.map(lambda a: _pad(np.asarray(a), size), arrays)
-        return jax.jit(run).lower(*padded).compile(compiler_options), padded
+    def compiled(size: int):
+        spans, padded = batches(size)
+        first = jax.tree.map(lambda x: x[:size], padded)
+        return program.lower(*first).compile(compiler_options), spans, padded
 
-    size = max(1, min(n, batch or MAX_BATCH))
-    compiled, padded = program(size)
+    size = max(1, min(batch or MAX_BATCH, min(segments)))
+    run, spans, padded = compiled(size)
     if batch is None:
-        temp = _temp_bytes(compiled)
+        temp = _temp_bytes(run)
         if temp is not None and temp > budget and size > 1:
             size = max(1, int(size * budget / temp))
-            compiled, padded = program(size)
-    out = compiled(*padded)
-    return jax.tree.map(lambda y: np.asarray(y)[:n], out), size
+            run, spans, padded = compiled(size)
+    outs = [run(*jax.tree.map(lambda x, a=a, b=b: x[a:b], padded)) for a, b in spans]
+    stacked = jax.tree.map(lambda *ys: np.concatenate([np.asarray(y) for y in ys]), *outs)
+    keep, at = [], 0  # where each segment's own draws are among the padded ones
+    for length in segments:
+        keep.append(np.arange(at, at + length))
+        at += length + (-length % size)
+    keep = np.concatenate(keep)
+    return jax.tree.map(lambda y: y[keep], stacked), size
 
 
 def _pad(a: np.ndarray, size: int) -> np.ndarray:

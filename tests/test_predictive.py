@@ -259,7 +259,8 @@ def test_pareto_k_above_07_is_a_warning_on_the_terminal(runs):
     assert bad > 0
     assert f"warning: PSIS-LOO: {bad} of 3 observations have Pareto k > 0.7" in TERMINAL[result.run_dir]
     assert any("Pareto k > 0.7" in w for w in result.info["sampling"]["warnings"])
-    assert "Pareto k" not in TERMINAL[runs("ode", *SHORT).run_dir]  # the post's ODE: every k below 0.7
+    ode = runs("ode", *SHORT)  # a short run: some k may be high; the warning is there exactly when one is
+    assert ("warning: PSIS-LOO" in TERMINAL[ode.run_dir]) == (ode.info["loo"]["pareto_k_over_0.7"] > 0)
 
 
 def test_compare_ranks_the_worse_model_lower(runs, tmp_path):

@@ -2,24 +2,24 @@
 
 PyMC's ``pm.sample_posterior_predictive`` and ``pm.compute_log_likelihood`` call a
 compiled function once per draw from Python, and a model with JAX ops inside compiles
-through Numba in object mode or back through the C backend: slow for thousands of draws
-of an ODE. Here the work is two PyTensor graphs, rewritten and translated for JAX as
-PyTensor's JAX backend does it (``jax_funcify``), each run over every draw in one jitted
-program (:func:`jaxpm.draws.over_draws`: ``jax.vmap`` over a batch of draws,
-``jax.lax.map`` over the batches, the batch sized by XLA's memory estimate):
+through Numba in object mode or back through the C backend. Here two PyTensor graphs are
+rewritten and translated for JAX as PyTensor's JAX backend does it (``jax_funcify``):
 
-1. the prior: every free variable drawn forward from its prior (no likelihood, so no
-   ODE solve or network: small and quick to compile);
+1. the prior: every free variable drawn forward from its prior;
 2. at the draws: given values of the free variables, the observed variables drawn, their
-   elementwise logp and the deterministics. One program serves the posterior draws
-   (``posterior_predictive``, ``log_likelihood``) and the prior draws of step 1
-   (``prior_predictive``, the deterministics of ``prior``), run over both at once, so
-   that an expensive model (a diffrax solve) is compiled once. The graphs come from the
-   model with its value transforms removed, as in ``pm.compute_log_likelihood``: the
-   free variables enter constrained, as samplers store them.
+   elementwise logp and the deterministics. The graphs come from the model with its
+   value transforms removed, as in ``pm.compute_log_likelihood``: the free variables
+   enter constrained, as samplers store them.
 
-Programs are compiled at XLA's optimisation level 0: for these (run once, over all
-draws) compiling costs far more than running, and level 0 halves it.
+One jitted program runs both over every draw (:func:`jaxpm.draws.over_draws`:
+``jax.vmap`` over a batch of draws, batch after batch, the batch sized by XLA's memory
+estimate). A posterior row takes the free variables from a posterior draw
+(``posterior_predictive``, ``log_likelihood``); a prior row draws them (``prior``,
+``prior_predictive``); so an expensive model (a diffrax solve) is traced and compiled
+once. Posterior and prior rows never share a batch: a vectorised adaptive solve steps
+until its slowest draw is done, and prior draws can be stiff. The program is compiled at
+XLA's optimisation level 0: it runs once, so compiling costs far more than running, and
+level 0 halves it.
 
 Random draws: every random variable's generator becomes an input, and each gets its own
 key, ``fold_in(fold_in(fold_in(PRNGKey(seed), stream), draw), variable)``, where
@@ -159,36 +159,46 @@ class _Job:
         self.inputs = [self.umodel.rvs_to_values[rv] for rv in self.free]
 
     def in_jax(self, out: Predicted, predictive: bool, log_likelihood: bool, prior_draws: int) -> None:
-        """Step 1 (prior draws of the free variables), then one program at all the draws."""
+        """One program over the posterior draws and the prior draws (see the module docstring)."""
+        import jax.numpy as jnp
         import xarray as xr
 
+        began = time.perf_counter()
         values, keys, n_post = [], [], 0
         if predictive or log_likelihood:
             n_post = self.posterior.sizes["chain"] * self.posterior.sizes["draw"]
             values.append([_flat(self.posterior[rv.name].values, rv.type.dtype) for rv in self.free])
-            keys.append(draw_keys(self.seed, POSTERIOR_STREAM, _draw_index(self.posterior)))
-        if prior_draws:
-            began = time.perf_counter()
-            program = forward_program([], self.free)
-            prior_values, used = over_draws(lambda key: program([], key),
-                                            draw_keys(self.seed, PRIOR_STREAM, np.arange(prior_draws)),
-                                            batch=self.batch, compiler_options=COMPILER_OPTIONS)
-            out.seconds["prior"], out.batch["prior"] = time.perf_counter() - began, used
-            values.append([v.astype(rv.type.dtype, copy=False) for v, rv in zip(prior_values, self.free, strict=True)])
-            keys.append(draw_keys(self.seed, PRIOR_PREDICTIVE_STREAM, np.arange(prior_draws)))
+            keys.append(key_rows(self.seed, POSTERIOR_STREAM, _draw_index(self.posterior)))
+        if prior_draws:  # placeholders, replaced inside the program by draws from the prior
+            values.append([np.zeros((prior_draws, *shape), rv.type.dtype)
+                           for rv, shape in zip(self.free, self.free_shapes(), strict=True)])
+            keys.append(key_rows(self.seed, PRIOR_PREDICTIVE_STREAM, np.arange(prior_draws)))
         draw = bool(self.observed) and (predictive or bool(prior_draws))
         dets = list(self.umodel.deterministics) if prior_draws else []
-        outputs = self.at_draws(draw, log_likelihood, dets)
-        results: list[np.ndarray] = []
-        if outputs:
-            began = time.perf_counter()
-            program = forward_program(self.inputs, outputs)
-            joined = [np.concatenate(parts) for parts in zip(*values, strict=True)]
-            results, used = over_draws(program, joined, np.concatenate(keys), batch=self.batch,
-                                       compiler_options=COMPILER_OPTIONS)
-            out.seconds["at_draws"], out.batch["at_draws"] = time.perf_counter() - began, used
+        at = forward_program(self.inputs, self.at_draws(draw, log_likelihood, dets))
+        rows = [np.concatenate(parts) for parts in zip(*values, strict=True)]
+        segments = [len(k) for k in keys]
+        if prior_draws:
+            from_prior = forward_program([], self.free)
+            free_keys = key_rows(self.seed, PRIOR_STREAM, np.maximum(0, np.arange(sum(segments)) - n_post))
+            is_prior = np.arange(sum(segments)) >= n_post
+
+            def program(given, key_row, free_key_row, prior_row):
+                # every row draws from the prior (vectorised, both sides of a select are
+                # computed); prior rows use those draws, posterior rows their own values
+                drawn = from_prior([], free_key_row)
+                given = [jnp.where(prior_row, d.astype(v.dtype), v) for d, v in zip(drawn, given, strict=True)]
+                return [*at(given, key_row), *given]
+
+            args = (rows, np.concatenate(keys), free_keys, is_prior)
+        else:
+            program, args = at, (rows, np.concatenate(keys))
+        results, used = over_draws(program, *args, batch=self.batch, segments=segments,
+                                   compiler_options=COMPILER_OPTIONS)
+        out.seconds["jax"], out.batch["jax"] = time.perf_counter() - began, used
         names = [rv.name for rv in self.observed]
-        drawn, logp, det_values = _split(results, [len(names) * draw, len(names) * log_likelihood, len(dets)])
+        drawn, logp, det_values, free_values = _split(
+            results, [len(names) * draw, len(names) * log_likelihood, len(dets), len(self.free) * bool(prior_draws)])
         post, prior = slice(0, n_post), slice(n_post, None)
         shape = (self.posterior.sizes["chain"], self.posterior.sizes["draw"])
         if predictive:
@@ -198,10 +208,14 @@ class _Job:
         if prior_draws:
             like = xr.Dataset(coords={"chain": [0], "draw": np.arange(prior_draws)})
             names_prior = [v.name for v in (*self.free, *dets)]
-            arrays = [*[v[None] for v in values[-1]], *[d[prior][None] for d in det_values]]
-            self._add(out, "prior", names_prior, arrays, like)
+            self._add(out, "prior", names_prior, [v[prior][None] for v in (*free_values, *det_values)], like)
             if draw:
                 self._add(out, "prior_predictive", names, [d[prior][None] for d in drawn], like)
+
+    def free_shapes(self) -> list[tuple[int, ...]]:
+        """Each free variable's shape (static where PyTensor knows it, else evaluated)."""
+        return [tuple(rv.type.shape) if None not in rv.type.shape else tuple(int(k) for k in rv.shape.eval())
+                for rv in self.free]
 
     def at_draws(self, draw: bool, logp: bool, dets: list) -> list:
         """The outputs of the program at the draws, in terms of :attr:`inputs`: the observed
@@ -255,12 +269,13 @@ class _Job:
 
 
 def forward_program(inputs: Sequence[Any], outputs: Sequence[Any]) -> Callable[..., list]:
-    """A PyTensor graph as a JAX function of one draw: ``program(input_values, key)``.
+    """A PyTensor graph as a JAX function of one draw: ``program(input_values, key_row)``.
 
-    ``inputs`` are graph variables each draw gives a value for; every random generator the
-    ``outputs`` use becomes an input too, fed ``{"jax_state": fold_in(key, j)}`` for the
-    ``j``-th (PyTensor's JAX form of a generator); other shared variables (``pm.Data``)
-    become constants. The graph gets the JAX backend's rewrites, then ``jax_funcify``.
+    ``inputs`` are graph variables each draw gives a value for; ``key_row`` is the draw's
+    row of :func:`key_rows`, from which the program derives the draw's key. Every random
+    generator the ``outputs`` use becomes an input too, fed ``{"jax_state": fold_in(key,
+    j)}`` for the ``j``-th (PyTensor's JAX form of a generator); other shared variables
+    (``pm.Data``) become constants. The graph gets the JAX backend's rewrites, then ``jax_funcify``.
     Raises NotImplementedError (now or when traced) when an op or distribution has no JAX
     implementation.
     """
@@ -286,7 +301,8 @@ def forward_program(inputs: Sequence[Any], outputs: Sequence[Any]) -> Callable[.
         JAX.optimizer.rewrite(fgraph)
         fn = jax_funcify(fgraph)
 
-    def program(values: Sequence[Any], key):
+    def program(values: Sequence[Any], key_row):
+        key = row_key(key_row)
         states = [{"jax_state": jax.random.fold_in(key, j)} for j in range(len(streams))]
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Skipping .* Op")
@@ -295,20 +311,32 @@ def forward_program(inputs: Sequence[Any], outputs: Sequence[Any]) -> Callable[.
     return program
 
 
-def draw_keys(seed: int, stream: int, index) -> np.ndarray:
-    """One JAX key per draw: ``fold_in(fold_in(PRNGKey(seed), stream), i)`` for each ``i`` in ``index``.
+def key_rows(seed: int, stream: int, index) -> np.ndarray:
+    """What a program needs to derive each draw's key: rows ``[k0, k1, stream, i]`` (uint32)
+    with ``[k0, k1] = PRNGKey(seed)``, one per ``i`` in ``index``; see :func:`row_key`.
+    Built with NumPy: no JAX work outside the jitted programs.
 
-    >>> draw_keys(1, 0, [0, 1]).shape
-    (2, 2)
-    >>> bool((draw_keys(1, 0, [5]) == draw_keys(1, 0, [4, 5])[1]).all())
+    >>> key_rows(2**32 + 5, 1, [7, 8]).tolist()
+    [[1, 5, 1, 7], [1, 5, 1, 8]]
+    """
+    index = np.asarray(index, dtype=np.uint32)
+    seed_key = [(seed >> 32) & 0xFFFFFFFF, seed & 0xFFFFFFFF]  # jax.random.PRNGKey(seed), threefry
+    rows = np.empty((len(index), 4), dtype=np.uint32)
+    rows[:, :2], rows[:, 2], rows[:, 3] = seed_key, stream, index
+    return rows
+
+
+def row_key(row):
+    """A draw's key from its :func:`key_rows` row: ``fold_in(fold_in(PRNGKey(seed), stream), i)``.
+
+    >>> import jax
+    >>> key = row_key(key_rows(20230103, 2, [5])[0])
+    >>> bool((key == jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(20230103), 2), 5)).all())
     True
     """
     import jax
-    import jax.numpy as jnp
 
-    base = jax.random.fold_in(jax.random.PRNGKey(seed), stream)
-    index = jnp.asarray(np.asarray(index, dtype=np.uint32))
-    return np.asarray(jax.vmap(lambda i: jax.random.fold_in(base, i))(index))
+    return jax.random.fold_in(jax.random.fold_in(row[:2], row[2]), row[3])
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -352,5 +380,5 @@ def _dataset(model, data: dict[str, np.ndarray], like):
     return az.dict_to_dataset(data, coords=coords, dims=dims)
 
 
-__all__ = ["Predicted", "predictive_groups", "thin", "forward_program", "draw_keys", "POSTERIOR_STREAM",
+__all__ = ["Predicted", "predictive_groups", "thin", "forward_program", "key_rows", "row_key", "POSTERIOR_STREAM",
            "PRIOR_STREAM", "PRIOR_PREDICTIVE_STREAM", "COMPILER_OPTIONS"]
