@@ -501,7 +501,9 @@ def _bench_samplers(prep, folder: rundir.RunFolder, options: SampleOptions, prog
     for sampler in options.samplers:
         spec = prep.spec
         sample = spec.sample.model_copy(update={"enabled": True, "sampler": sampler})
-        sprep = dataclasses.replace(prep, spec=spec.model_copy(update={"sample": sample}))
+        # the samplers are timed here: no predictive checks after them
+        predictive = spec.predictive.model_copy(update={"prior": False, "posterior": False, "log_likelihood": False})
+        sprep = dataclasses.replace(prep, spec=spec.model_copy(update={"sample": sample, "predictive": predictive}))
 
         def save(name: str, writer, sampler=sampler):
             folder.save(f"samples/{sampler}/{name}", writer)

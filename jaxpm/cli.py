@@ -261,6 +261,30 @@ def sweep(
     raise typer.Exit(_guard(go, debug))
 
 
+@app.command()
+def compare(
+    run_dirs: Annotated[Optional[list[Path]], typer.Argument(help="Two or more run folders written by jaxpm run with sampling.", show_default=False)] = None,  # noqa: E501
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Also write compare.json and compare.png (az.plot_compare) into this folder.")] = None,  # noqa: E501
+    json_out: JsonOpt = False,
+    debug: DebugOpt = False,
+):
+    """PSIS-LOO model comparison (ArviZ's compare) of sampled runs fitted to the same
+    observed data: elpd_loo, differences and their standard errors, weights."""
+    from jaxpm import compare as comparing
+
+    def go():
+        result = comparing.compare_runs(run_dirs or [])
+        if out_dir is not None:
+            comparing.write(result, out_dir)
+        if json_out:
+            _print_json(result.doc)
+        else:
+            comparing.show(result, out)
+        return 0
+
+    raise typer.Exit(_guard(go, debug))
+
+
 def main():  # pragma: no cover - console script entry
     app()
 

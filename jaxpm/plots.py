@@ -1,4 +1,4 @@
-"""The figures every sampled run gets: traces, posteriors, an optimiser's loss.
+"""The figures every sampled run gets: traces, posteriors, an optimiser's loss, predictive checks.
 
 Every function takes the data it draws and a path to write, and writes one PNG with the
 non-interactive Agg backend; callers hand them to :func:`jaxpm.rundir.write_with` so a
@@ -17,6 +17,8 @@ import numpy as np
 MAX_COMPONENTS = 10
 #: At most this many variables in trace/posterior plots.
 MAX_VARS = 8
+#: Predictive draws drawn as lines in :func:`ppc`.
+PPC_DRAWS = 100
 
 
 def pyplot():
@@ -106,6 +108,30 @@ def loss(history: np.ndarray, path: str | Path, *, title: str = "ADVI loss") -> 
     ax.set_xlabel("iteration")
     ax.set_ylabel("loss")
     ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def ppc(idata, group: str, path: str | Path, *, draws: int = PPC_DRAWS, seed: int = 0) -> None:
+    """``az.plot_ppc``: the observed data against up to ``draws`` draws of ``group``
+    (``posterior_predictive`` or ``prior_predictive``), one panel per observed variable,
+    every dimension flattened."""
+    import warnings
+
+    import arviz as az
+
+    plt = pyplot()
+    kind = "prior" if group == "prior_predictive" else "posterior"
+    data = idata[group]
+    total = int(data.sizes.get("chain", 1) * data.sizes.get("draw", 1))
+    panels = len(data.data_vars)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        axes = az.plot_ppc(idata, group=kind, observed=True, num_pp_samples=min(draws, total), random_seed=seed,
+                           figsize=(6 * min(panels, 2), 3.6 * -(-panels // 2)))
+    fig = np.asarray(axes).ravel()[0].figure
+    fig.suptitle(f"{kind} predictive against the observed data ({min(draws, total)} of {total} draws)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

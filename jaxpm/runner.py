@@ -106,6 +106,7 @@ def run(config, overrides=None, *, progress: Progress | None = None, explain: bo
             info["ok"] = info["ok"] and info["check_grad"]["ok"]
         if spec.sample.enabled:
             info["sampling"] = sample_and_save(prep, folder.save, progress, resolved)
+            info["loo"] = info["sampling"].pop("loo", None)
             info["ok"] = info["ok"] and info["sampling"]["ok"]
     return RunResult(folder.path, info)
 

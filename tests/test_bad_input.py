@@ -156,6 +156,11 @@ CASES = [
     Case("initvals_wrong_shape", "sample.initvals.x", ("expected a number or a list of shape [3]",), EXP, lambda d: d["sample"].update(enabled=True, initvals={"x": [1, 2]})),
     Case("initvals_outside_support", "sample.initvals.noise", ("-1 is outside the support of noise",), ODE, lambda d: d["sample"].update(enabled=True, initvals={"noise": -1})),
     Case("duplicate_name", "likelihood.y0", ("'y0' is already used",), ODE, lambda d: d["likelihood"].update(y0=d["likelihood"].pop("llike"))),
+    Case("predictive_unknown_key", "predictive.log_likelihod", ("unknown key 'log_likelihod'", "did you mean 'log_likelihood'"), ODE, _set("predictive", {"log_likelihod": False})),
+    Case("predictive_switch_not_a_bool", "predictive.prior", ("expected true or false", "'sometimes'"), ODE, _set("predictive", {"prior": "sometimes"})),
+    Case("predictive_no_draws", "predictive.draws", ("expected a value > 0", "got 0"), ODE, _set("predictive", {"draws": 0})),
+    Case("predictive_prior_draws_bool", "predictive.prior_draws", ("expected an integer",), ODE, _set("predictive", {"prior_draws": True})),
+    Case("predictive_not_a_mapping", "predictive", ("expected a mapping",), CNN, _set("predictive", "off")),
 ]
 
 

@@ -22,6 +22,11 @@ HERE = Path(__file__).parent
 FAILING = HERE / "configs" / "failing_solver.yaml"
 SAMPLERS = ["nutpie", "pymc", "numpyro", "blackjax"]
 SHORT = ["sample.draws=150", "sample.tune=150", "sample.chains=2"]
+# The predictive checks (tests/test_predictive.py) compile a vectorised program per model:
+# off in this module's runs, which test the samplers, except the exp runs shared below,
+# which check the predictive draws of every sampler's posterior.
+PREDICTIVE_OFF = ["predictive.posterior=false", "predictive.prior=false", "predictive.log_likelihood=false"]
+PREDICTIVE_ON = ["predictive.posterior=true", "predictive.prior=true", "predictive.log_likelihood=true"]
 SAMPLING_KEYS = {
     "sampler", "draws", "tune", "chains", "cores", "target_accept", "seed", "ok", "wall_seconds",
     "sampling_seconds", "divergences", "max_r_hat", "min_ess_bulk", "min_ess_tail", "ess_per_second",
@@ -40,7 +45,8 @@ def runs(out_dir):
 
     @cache
     def go(config, *overrides):
-        base = [f"output.dir={out_dir}", "evaluate.backends=[c]", "check_grad.enabled=false", "sample.enabled=true"]
+        base = [f"output.dir={out_dir}", "evaluate.backends=[c]", "check_grad.enabled=false", "sample.enabled=true",
+                *PREDICTIVE_OFF]
         if config != "cnn":  # NUTS as it was before `auto` (tests/test_auto.py covers what auto chooses)
             base += ["sample.start=initial", "sample.mass_matrix=diag"]
         return run(str(config), [*base, *overrides])
@@ -84,10 +90,11 @@ def test_ode_posterior(runs, sampler):
 
 @pytest.mark.parametrize("sampler", SAMPLERS)
 def test_exp_posterior(runs, sampler):
-    result = runs("exp", f"sample.sampler={sampler}", *SHORT)
+    result = runs("exp", f"sample.sampler={sampler}", *SHORT, *PREDICTIVE_ON)
     s = result.info["sampling"]
     assert s["ok"] is True
-    post = _posterior(result).posterior
+    idata = _posterior(result)
+    post = idata.posterior
     x = post["x"].values.reshape(-1, 3)
     mean, sd = x.mean(0), x.std(0)
     # observed z = [1, 2, 0] with z ~ Normal(exp(x), 1): x[1] > x[0] > x[2]
@@ -98,6 +105,11 @@ def test_exp_posterior(runs, sampler):
     # the Deterministic y = exp(x) is kept with the draws
     np.testing.assert_allclose(post["y"].values, np.exp(post["x"].values), rtol=1e-10)
     assert "fit.png" not in s["files"] and s.get("failed_solves_in_draws") is None
+    # the predictive checks work on every sampler's posterior: z ~ Normal(exp(x), 1) at each draw
+    assert {"posterior_predictive", "log_likelihood", "prior_predictive"} <= set(idata.groups())
+    noise = (idata.posterior_predictive["z"].values - np.exp(post["x"].values)).ravel()
+    assert abs(noise.mean()) < 5 / np.sqrt(noise.size) and abs(noise.std() - 1) < 0.1
+    assert result.info["loo"]["n_draws"] == 300 and {"ppc.png", "prior_ppc.png"} <= set(s["files"])
 
 
 # ------------------------------------------------------------------ the run folder
@@ -149,13 +161,13 @@ def test_run_folder(runs):
 
 @pytest.mark.parametrize("sampler", ["nutpie", "pymc"])
 def test_same_seed_same_draws(runs, sampler):
-    first = _posterior(runs("exp", f"sample.sampler={sampler}", *SHORT)).posterior
+    first = _posterior(runs("exp", f"sample.sampler={sampler}", *SHORT, *PREDICTIVE_ON)).posterior
     again = _posterior(runs("exp", f"sample.sampler={sampler}", *SHORT, "sample.seed=20230103")).posterior
     np.testing.assert_array_equal(first["x"].values, again["x"].values)
 
 
 def test_other_seed_other_draws(runs):
-    first = _posterior(runs("exp", "sample.sampler=pymc", *SHORT)).posterior
+    first = _posterior(runs("exp", "sample.sampler=pymc", *SHORT, *PREDICTIVE_ON)).posterior
     other = _posterior(runs("exp", "sample.sampler=pymc", *SHORT, "sample.seed=7")).posterior
     assert not np.array_equal(first["x"].values, other["x"].values)
 
@@ -356,7 +368,7 @@ def test_numpyro_runs_chains_in_parallel_on_host_devices(runs):
     import jax
 
     assert jax.local_device_count() >= 4  # importing jaxpm asked for them
-    s = runs("exp", "sample.sampler=numpyro", *SHORT).info["sampling"]
+    s = runs("exp", "sample.sampler=numpyro", *SHORT, *PREDICTIVE_ON).info["sampling"]
     assert s["chain_method"] == "parallel" and s["cores"] == 2
 
 

@@ -12,8 +12,8 @@ Experiments import the core (:mod:`jaxpm.ops`), the schema building blocks
 (:mod:`jaxpm.section`) and small helpers; never sampling, the runner or the CLI.
 """
 
-from jaxpm.experiments.base import Experiment, Fitted
+from jaxpm.experiments.base import Experiment, Fitted, HeldOut
 from jaxpm.experiments.context import Context, OpUse
 from jaxpm.experiments.registry import BUILTIN, experiment
 
-__all__ = ["Experiment", "Fitted", "Context", "OpUse", "BUILTIN", "experiment"]
+__all__ = ["Experiment", "Fitted", "HeldOut", "Context", "OpUse", "BUILTIN", "experiment"]

@@ -2,9 +2,10 @@
 
 An experiment owns one YAML section (``ode:``, ``cnn:``, ...), turns it into named graph
 nodes inside the PyMC model, and may add to a sampled run what only it knows how to show
-(the ODE's fitted curves, the CNN's accuracy on held-out digits). The model builder,
-the sampling driver and the runner talk to every experiment through this interface and
-never by its name.
+(the ODE's fitted curves, the CNN's accuracy on held-out digits), draw its own predictive
+check figure (the ODE's bands over time) and give data it held out of the fit (the CNN's
+held-out digits, for comparing runs). The model builder, the sampling driver and the
+runner talk to every experiment through this interface and never by its name.
 
 A minimal experiment, the shape of :mod:`jaxpm.experiments.exp`::
 
@@ -29,6 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
+
+import numpy as np
 
 from jaxpm.progress import Progress
 from jaxpm.section import Section
@@ -62,6 +65,23 @@ class Fitted:
     @property
     def built(self):
         return self.ctx.built
+
+
+@dataclass
+class HeldOut:
+    """Data an experiment held back from the fit (the CNN's held-out digits) and the fitted
+    model's predictive there, for :meth:`Experiment.heldout`.
+
+    ``name`` is the observed variable the data stand in for (``label``); ``observed`` the
+    held-out data; ``log_likelihood`` their pointwise log-likelihood at each draw, shape
+    ``(chain, draw, *observed.shape)``; ``predictive`` more quantities per draw (each
+    ``(chain, draw, ...)``), e.g. the CNN's class probabilities.
+    """
+
+    name: str
+    observed: np.ndarray
+    log_likelihood: np.ndarray
+    predictive: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 class Experiment:
@@ -124,5 +144,18 @@ class Experiment:
         """Add the experiment's own results to a sampled run (files through
         ``fitted.save``, facts in ``fitted.info``). Called only when there are usable draws."""
 
+    def predictive_figure(self, fitted: Fitted, group: str) -> Callable[[str], None] | None:
+        """The experiment's own figure of the data against the draws in
+        ``fitted.idata[group]`` (``posterior_predictive`` for ``ppc.png``,
+        ``prior_predictive`` for ``prior_ppc.png``): a function that writes it to a path,
+        or None for the default, ArviZ's ``plot_ppc`` (the ODE draws bands over time)."""
+        return None
 
-__all__ = ["Experiment", "Fitted"]
+    def heldout(self, fitted: Fitted, posterior: Any) -> HeldOut | None:
+        """The fitted model's predictive on data the experiment held out of the fit, at the
+        draws in ``posterior`` (an xarray Dataset, possibly thinned): kept in posterior.nc
+        and what ``jaxpm compare`` ranks such runs by. None: no held-out data (the default)."""
+        return None
+
+
+__all__ = ["Experiment", "Fitted", "HeldOut"]

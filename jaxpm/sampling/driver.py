@@ -14,7 +14,9 @@ the initial point or at an experiment's own start (the CNN's ``flax``).
 
 Files: ``posterior.nc`` (ArviZ InferenceData), ``summary.csv`` (``az.summary``),
 ``trace.png``, ``posterior.png``, ``loss.png`` for ADVI (:mod:`jaxpm.sampling.files`),
-and whatever the experiment adds (:meth:`~jaxpm.experiments.base.Experiment.after_sampling`).
+the predictive groups in ``posterior.nc``, ``ppc.png``, ``prior_ppc.png`` and run.json's
+``loo`` as ``predictive:`` says (:mod:`jaxpm.sampling.predictive_checks`), and whatever
+the experiment adds (:meth:`~jaxpm.experiments.base.Experiment.after_sampling`).
 Every file is written whole or not at all.
 
 Time: ``wall_seconds`` is the whole sampler call (building and compiling the logp, and
@@ -39,7 +41,7 @@ from jaxpm.errors import first_line
 from jaxpm.experiments.base import Fitted
 from jaxpm.progress import Progress
 from jaxpm.rundir import write_with
-from jaxpm.sampling import diagnostics, files
+from jaxpm.sampling import diagnostics, files, predictive_checks
 from jaxpm.sampling.auto import Resolved, resolve
 from jaxpm.sampling.base import Draws, Job, Sampler
 from jaxpm.sampling.registry import SAMPLERS
@@ -128,6 +130,9 @@ def sample_and_save(prep, save: Save, progress: Progress | None = None, resolved
         None if draws.sampling_seconds is None else max(0.0, draws.wall_seconds - draws.sampling_seconds)
     )
     out.update(diagnostics.diagnostics(idata, sampler.mcmc, draws))
+    fitted = Fitted(prep.ctx, prep.section, idata, out, keep, sampler.name, sampler.mcmc, progress)
+    if usable:
+        sampler_warnings.extend(predictive_checks.add_groups(prep, fitted, seed, progress))
 
     with progress.step(f"{spec.name}: writing posterior.nc and summary.csv"):
         keep("posterior.nc", lambda p: write_with(p, files.kept(idata).to_netcdf))
@@ -139,7 +144,8 @@ def sample_and_save(prep, save: Save, progress: Progress | None = None, resolved
     if usable:
         with progress.step(f"{spec.name}: plotting"):
             sampler_warnings.extend(files.figures(idata, draws.loss, keep))
-        sampler_warnings.extend(_after_sampling(prep, idata, out, keep, sampler, progress))
+            sampler_warnings.extend(predictive_checks.figures(prep, fitted))
+        sampler_warnings.extend(_after_sampling(prep, fitted, progress))
     out["warnings"] = sampler_warnings + diagnostics.advice(out)
     out["files"] = written
     progress.print(diagnostics.one_line(out, sampler.mcmc))
@@ -198,9 +204,8 @@ def _start_info(found: ModeStart | None) -> dict[str, Any]:
     return {"start": "mode", "start_mode": {"logp": found.logp, **found.info}}
 
 
-def _after_sampling(prep, idata, out: dict, keep: Save, sampler: Sampler, progress: Progress) -> list[str]:
+def _after_sampling(prep, fitted: Fitted, progress: Progress) -> list[str]:
     """The experiment's own results; a failure there is a warning, never a failed run."""
-    fitted = Fitted(prep.ctx, prep.section, idata, out, keep, sampler.name, sampler.mcmc, progress)
     try:
         with progress.step(f"{prep.spec.name}: {prep.experiment.name or 'experiment'} results at the draws"):
             prep.experiment.after_sampling(fitted)

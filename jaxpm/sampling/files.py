@@ -17,7 +17,8 @@ MAX_SUMMARY_COMPONENTS = 1000
 """Variables with more scalars than this are left out of ``summary.csv`` (CNN weights)."""
 
 KEPT_GROUPS = ("posterior", "sample_stats", "observed_data", "constant_data", "prior", "prior_predictive",
-               "posterior_predictive", "log_likelihood")
+               "posterior_predictive", "log_likelihood", "heldout_observed_data", "heldout_log_likelihood",
+               "heldout_predictive")
 """The InferenceData groups ``posterior.nc`` keeps, where a run has them."""
 
 

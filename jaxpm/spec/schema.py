@@ -2,7 +2,8 @@
 
 The experiments' sections (``exp``, ``ode``, ``cnn``) come from
 :data:`jaxpm.experiments.registry.BUILTIN`, the ``sample:`` section from
-:mod:`jaxpm.sampling.settings`; this module adds what is common to every config (priors,
+:mod:`jaxpm.sampling.settings`, the ``predictive:`` section from
+:mod:`jaxpm.predictive.settings`; this module adds what is common to every config (priors,
 likelihood, deterministics, evaluation, gradient checks, output) and the rules that
 need the whole (one namespace of names, a section for the chosen experiment, a start the
 experiment provides). It checks *shape* only: which keys exist, their types, that named
@@ -34,6 +35,7 @@ from jaxpm.backends import BACKENDS
 from jaxpm.data import check_suffix
 from jaxpm.errors import did_you_mean
 from jaxpm.experiments.registry import BUILTIN, PLUGIN_FORM
+from jaxpm.predictive.settings import Predictive
 from jaxpm.sampling.settings import Sample
 from jaxpm.section import Dist, Float, Int, Prior, Section, callable_ref, existing_file, fail, plain_value, show
 from jaxpm.spec.grid import Sweep
@@ -166,6 +168,7 @@ class SpecBase(Section):
     evaluate: Evaluate = Field(default_factory=Evaluate)
     check_grad: CheckGrad = Field(default_factory=CheckGrad)
     sample: Sample = Field(default_factory=Sample)
+    predictive: Predictive = Field(default_factory=Predictive)
     output: Output = Field(default_factory=Output)
     sweep: Sweep | None = None  # jaxpm sweep's grid; jaxpm run ignores it
 

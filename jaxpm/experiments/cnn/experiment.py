@@ -36,6 +36,13 @@ All-zero weights (PyMC's initial point) are a dead start: no gradient reaches th
 layers (see :func:`jaxpm.experiments.cnn.nets.init_params`). The run's ``sampling`` block reports
 ``train_accuracy`` and ``heldout_accuracy`` (the ``holdout`` images after the first
 ``n``), and ``digits.png`` shows held-out digits with their predicted classes.
+
+The predictive checks (``ppc.png``, ``prior_ppc.png``) show the class counts of the
+training labels against those of the predictive draws. The held-out digits are also the
+yardstick for comparing CNN runs (``jaxpm compare``):
+``posterior.nc`` keeps their labels (``heldout_observed_data``), each draw's
+log-likelihood of them (``heldout_log_likelihood``) and class probabilities
+(``heldout_predictive``), computed in one vectorised JAX program over the draws.
 """
 
 from __future__ import annotations
@@ -47,8 +54,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxpm import rundir
-from jaxpm.draws import thinned
-from jaxpm.experiments.base import Experiment, Fitted
+from jaxpm.draws import over_draws, thinned
+from jaxpm.experiments.base import Experiment, Fitted, HeldOut
 from jaxpm.experiments.cnn import images, nets, plots
 from jaxpm.experiments.cnn.section import CnnSection
 from jaxpm.ops import jax_op
@@ -160,6 +167,56 @@ class CnnExperiment(Experiment):
                  f"accuracy {acc:.3f}; {fitted.sampler}, {len(points)} draws averaged")
         fitted.save("digits.png", lambda f: rundir.write_with(f, lambda t: plots.digits(
             x, p.argmax(-1), t, labels=y, confidence=p.max(-1), title=title)))
+
+    def predictive_figure(self, fitted: Fitted, group: str):
+        """The class counts of the training labels against those of the predictive draws."""
+        built: CnnBuilt = fitted.built
+        name = _labels_variable(fitted.model, built.labels, fitted.section.labels)
+        data = fitted.idata[group]
+        if name not in data:
+            return None
+        draws = np.asarray(data[name].values).reshape(-1, len(built.labels))
+        what = group.replace("_", " ")
+        return lambda path: plots.class_counts(built.labels, draws, path, what=what, name=name)
+
+    def heldout(self, fitted: Fitted, posterior) -> HeldOut | None:
+        """The ``cnn.holdout`` digits after the training ones: each draw's class
+        probabilities and log-likelihood of their labels (the network in the inference
+        dtype), named after the observed variable of the training labels."""
+        import jax
+
+        built: CnnBuilt = fitted.built
+        section: CnnSection = fitted.section
+        if section.holdout <= 0:
+            return None
+        dtype = section.inference_dtype or section.dtype
+        x, y = _images(section, fitted.ctx.path, section.holdout, section.n, dtype)
+        module = built.module
+        names = list(nets.param_shapes(module, (1, *x.shape[1:])))
+        n_chain, n_draw = posterior.sizes["chain"], posterior.sizes["draw"]
+        params = {n: np.asarray(posterior[n].values).reshape(n_chain * n_draw, *posterior[n].shape[2:]) for n in names}
+
+        def log_probs(p):
+            return jax.nn.log_softmax(logits(p, x, module=module, dtype=dtype).astype("float64"), axis=-1)
+
+        logp, _ = over_draws(log_probs, params)
+        logp = logp.reshape(n_chain, n_draw, *logp.shape[1:])
+        return HeldOut(
+            name=_labels_variable(fitted.model, built.labels, section.labels),
+            observed=y,
+            log_likelihood=np.take_along_axis(logp, y[None, None, :, None], axis=-1)[..., 0],
+            predictive={"class_probability": np.exp(logp)},
+        )
+
+
+def _labels_variable(model, labels: np.ndarray, default: str) -> str:
+    """The observed variable whose data are the training labels (``label`` in cnn.yaml)."""
+    from pymc.backends.arviz import find_observations
+
+    for name, data in find_observations(model).items():
+        if np.shape(data) == np.shape(labels) and np.array_equal(np.asarray(data), labels):
+            return name
+    return default
 
 
 def _images(section: CnnSection, path, n: int, offset: int, dtype: str) -> tuple[np.ndarray, np.ndarray]:

@@ -1,4 +1,5 @@
-"""The CNN's figure: digits with their predicted classes."""
+"""The CNN's figures: digits with their predicted classes, and the predictive check of the
+class counts."""
 
 from __future__ import annotations
 
@@ -48,4 +49,28 @@ def digits(
     plt.close(fig)
 
 
-__all__ = ["digits"]
+def class_counts(observed: np.ndarray, draws: np.ndarray, path: str | Path, *, what: str, name: str) -> None:
+    """How many images each class has, observed (points) against the predictive draws (bars:
+    median, and a 90% interval). ``draws`` has shape ``(n_draws, n_images)``."""
+    plt = pyplot()
+    observed = np.asarray(observed, dtype=int)
+    draws = np.asarray(draws, dtype=int).reshape(len(draws), -1)
+    k = int(max(observed.max(), draws.max())) + 1
+    counts = np.stack([np.bincount(d, minlength=k) for d in draws])
+    lo, mid, hi = np.percentile(counts, [5, 50, 95], axis=0)
+    classes = np.arange(k)
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    ax.bar(classes, mid, color="C0", alpha=0.5, label=f"{what}: median")
+    ax.errorbar(classes, mid, yerr=[mid - lo, hi - mid], fmt="none", ecolor="C0", capsize=3, label="90% interval")
+    ax.plot(classes, np.bincount(observed, minlength=k), "o", color="k", ms=5, label="observed")
+    ax.set_xticks(classes)
+    ax.set_xlabel(f"{name}: class")
+    ax.set_ylabel("images")
+    ax.set_title(f"{name}: class counts, {what} ({len(draws)} draws) against the data", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+__all__ = ["digits", "class_counts"]

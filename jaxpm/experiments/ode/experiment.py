@@ -22,7 +22,9 @@ is clearly faster), with the timings in run.json's ``auto`` block.
 After sampling, the ODE is solved again at the kept draws: failed solves are counted
 (``failed_solves_in_draws``, 0 unless something is wrong, since a failed solve has logp
 -inf and cannot be accepted) and ``fit.png`` shows the posterior band of the solution
-over the data.
+over the data. The predictive checks (``ppc.png``, ``prior_ppc.png``) show the bands of
+the predictive draws of the observed variable that lines up with the solution, over
+time, with the data.
 """
 
 from __future__ import annotations
@@ -180,6 +182,22 @@ class OdeExperiment(Experiment):
         fitted.save("fit.png", lambda p: rundir.write_with(p, lambda t: plots.ode_fit(
             built.save_times, curves, t, observed=observed, output=built.output, observed_name=obs_name,
             labels=labels)))
+
+    def predictive_figure(self, fitted: Fitted, group: str):
+        """The predictive draws of the observed variable shaped like the solution (one row per
+        save time), as bands over time with the data; None (ArviZ's plot) when none is."""
+        built: OdeBuilt = fitted.built
+        shape = tuple(built.solution.type.shape)
+        if None in shape:
+            return None
+        name, observed, labels = matching_observed(fitted.model, shape, fitted.ctx.columns)
+        data = fitted.idata[group]
+        if name is None or name not in data:
+            return None
+        draws = np.asarray(data[name].values).reshape(-1, *np.shape(observed))
+        what = group.replace("_", " ")
+        return lambda path: plots.ode_predictive(built.save_times, draws, path, observed=observed, name=name,
+                                                 labels=labels, what=what)
 
 
 TYPICAL_DRAWS = 64
