@@ -72,7 +72,7 @@ def test_unknown_source():
 
 
 def test_mnist_mocked():
-    tfds = pytest.importorskip("tensorflow_datasets")
+    import tensorflow_datasets as tfds  # a dependency: a broken install must fail here, not skip
     with tfds.testing.mock_data(num_examples=12):
         x, y = images.load_images("mnist", 5, offset=3, dtype="float32")
         raw = tfds.data_source("mnist", split="train", download=False)

@@ -34,7 +34,13 @@ def _probe(**env):
 
 def test_x64_and_a_device_per_chain(tmp_path):
     got = _probe(JAXPM_JAX_CACHE=str(tmp_path))
-    assert got["x64"] is True and got["devices"] >= 4
+    assert got["x64"] is True and got["devices"] == max(4, os.cpu_count())  # 4 chains by default, or a core each
+
+
+def test_host_devices_from_the_environment():
+    """``JAXPM_HOST_DEVICES`` wins over the default (asked here for one more than that)."""
+    wanted = max(4, os.cpu_count()) + 1
+    assert _probe(JAXPM_JAX_CACHE="off", JAXPM_HOST_DEVICES=str(wanted))["devices"] == wanted
 
 
 def test_compiled_programs_are_kept_in_the_cache_folder(tmp_path):

@@ -16,8 +16,6 @@ What is checked, and against what:
 Compiling diffrax is the slow part, so every JAX function is wrapped once at module level
 (``jax_op`` caches one Op per signature, so verify_grad and the models share compiled
 code) and each model is compiled once per backend (module-scoped fixtures).
-
-Tests marked ``xfail(strict=True)`` document bugs in ``jaxpm/ops.py``.
 """
 
 from __future__ import annotations
@@ -319,7 +317,6 @@ def _forward_only(x, n):
     return jax.lax.fori_loop(0, n, lambda i, y: 0.9 * y, x)
 
 
-@pytest.mark.filterwarnings("ignore:.*connection_pattern:UserWarning")
 def test_forward_mode_op_is_reverse_differentiable_on_jax_backend():
     """The custom_vjp that makes the forward-mode ODE above work with jax.grad."""
     with pytest.raises(ValueError, match="Reverse-mode differentiation does not work"):
@@ -531,7 +528,6 @@ def powers(x, n):
     return {"y": x**n, "n2": n * 2}
 
 
-@pytest.mark.filterwarnings("ignore:.*connection_pattern:UserWarning")  # see the xfail below
 @pytest.mark.parametrize("backend", ["c", "jax"])
 @pytest.mark.parametrize("mode", ["reverse", "forward"])
 def test_integer_inputs_pass_through(mode, backend):

@@ -105,6 +105,14 @@ def test_exp_posterior(runs, sampler):
     # the Deterministic y = exp(x) is kept with the draws
     np.testing.assert_allclose(post["y"].values, np.exp(post["x"].values), rtol=1e-10)
     assert "fit.png" not in s["files"] and s.get("failed_solves_in_draws") is None
+    # A posterior this simple mixes within the short run: over 6 seeds x 4 samplers max r_hat
+    # was 1.004-1.066, min bulk ESS 78-253 and min tail ESS 44-175 of 300 draws. Chains
+    # stuck or sampling different places (r_hat well above 1.1), draws barely moving (ESS of
+    # a few), or ESS counted over more than the kept draws would fail here.
+    n = s["chains"] * s["draws"]
+    assert s["max_r_hat"] < 1.1
+    assert 50 < s["min_ess_bulk"] < 2 * n and 25 < s["min_ess_tail"] < 2 * n
+    assert s["divergences"] == 0  # nothing to diverge on in this geometry
     # the predictive checks work on every sampler's posterior: z ~ Normal(exp(x), 1) at each draw
     assert {"posterior_predictive", "log_likelihood", "prior_predictive"} <= set(idata.groups())
     noise = (idata.posterior_predictive["z"].values - np.exp(post["x"].values)).ravel()
@@ -146,12 +154,22 @@ def test_run_folder(runs):
     assert on_disk["seed"] == result.info["spec"]["seed"]
     assert on_disk["ok"] is True and on_disk["usable_draws"] == 300
     assert 0 < on_disk["sampling_seconds"] <= on_disk["wall_seconds"]
-    assert isinstance(on_disk["divergences"], int) and on_disk["divergences"] >= 0
     assert isinstance(on_disk["divergences_in_warmup"], int)
     assert on_disk["nonfinite_logp_divergences"] == 0  # the post's ODE never fails to solve
-    assert 0.99 < on_disk["max_r_hat"] < 1.5
-    # ESS is small here (noise's posterior sits near 0.001: a hard geometry), but positive
-    assert 0 < on_disk["min_ess_bulk"] < 10 * 300 and 0 < on_disk["min_ess_tail"] < 10 * 300
+    # The diagnostics are those of the kept draws in posterior.nc (not of the warm-up, nor
+    # of the transformed noise_log__), and summary.csv says the same. This short run does
+    # not converge (noise's posterior sits near 0.001, far from the start: max r_hat 1.01-1.26
+    # and min bulk ESS 7-65 over 9 seeds), so convergence itself is test_exp_posterior's.
+    import arviz as az
+
+    rhat, bulk = az.rhat(idata.posterior), az.ess(idata.posterior, method="bulk")
+    tail = az.ess(idata.posterior, method="tail")
+    assert on_disk["max_r_hat"] == pytest.approx(max(float(rhat[v]) for v in ("y0", "noise")), rel=1e-9)
+    assert on_disk["min_ess_bulk"] == pytest.approx(min(float(bulk[v]) for v in ("y0", "noise")), rel=1e-9)
+    assert on_disk["min_ess_tail"] == pytest.approx(min(float(tail[v]) for v in ("y0", "noise")), rel=1e-9)
+    assert on_disk["max_r_hat"] == pytest.approx(summary["r_hat"].max(), rel=1e-9)
+    assert on_disk["min_ess_bulk"] == pytest.approx(summary["ess_bulk"].min(), rel=1e-9)
+    assert on_disk["divergences"] == int(idata.sample_stats["diverging"].sum())
     assert on_disk["ess_per_second"] == pytest.approx(on_disk["min_ess_bulk"] / on_disk["sampling_seconds"])
     assert on_disk["failed_solves_in_draws"] == 0
 
@@ -170,6 +188,46 @@ def test_other_seed_other_draws(runs):
     first = _posterior(runs("exp", "sample.sampler=pymc", *SHORT, *PREDICTIVE_ON)).posterior
     other = _posterior(runs("exp", "sample.sampler=pymc", *SHORT, "sample.seed=7")).posterior
     assert not np.array_equal(first["x"].values, other["x"].values)
+
+
+# ------------------------------------------------------------------ target_accept, cores
+
+
+ACCEPTANCE = {"pymc": "acceptance_rate", "nutpie": "mean_tree_accept"}
+
+
+@pytest.mark.parametrize("sampler", ["pymc", "nutpie"])
+def test_target_accept_reaches_the_sampler(runs, sampler):
+    """A higher target_accept makes the step size adaptation settle on a smaller step with
+    a higher acceptance (pymc, and numpyro and blackjax through the same pm.sample call;
+    nutpie through its own). Over 3 seeds at 0.95 against 0.8: the tuned step 0.61-0.78
+    times as long, the draws' mean acceptance 0.94-0.98 against 0.85-0.92."""
+    default = runs("exp", f"sample.sampler={sampler}", *SHORT)
+    strict = runs("exp", f"sample.sampler={sampler}", *SHORT, "sample.target_accept=0.95")
+    assert default.info["sampling"]["target_accept"] == 0.8
+    on_disk = json.loads((strict.run_dir / "run.json").read_text())["sampling"]
+    assert on_disk["target_accept"] == 0.95 and on_disk["ok"] is True
+    lo, hi = (_posterior(r).sample_stats for r in (default, strict))
+    step_lo, step_hi = (float(st["step_size_bar"].values[:, -1].mean()) for st in (lo, hi))
+    assert step_hi < 0.9 * step_lo, (step_lo, step_hi)
+    accept_lo, accept_hi = (float(st[ACCEPTANCE[sampler]].mean()) for st in (lo, hi))
+    assert accept_hi > max(accept_lo, 0.9), (accept_lo, accept_hi)
+
+
+def test_pymc_samples_on_the_cores_asked_for(runs, caplog):
+    """``sample.cores: 2``: PyMC runs the two chains in two worker processes (forkserver,
+    the model's JAX ops pickled to them) and, seeded alike, draws what one process draws."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="pymc")
+    result = runs("exp", "sample.sampler=pymc", *SHORT, "sample.cores=2")
+    s = json.loads((result.run_dir / "run.json").read_text())["sampling"]
+    assert s["ok"] is True and s["cores"] == 2 and s["mp_ctx"] == "forkserver"
+    assert "Multiprocess sampling (2 chains in 2 jobs)" in caplog.text  # PyMC's own word
+    one_core = runs("exp", "sample.sampler=pymc", *SHORT)
+    assert one_core.info["sampling"]["cores"] == 1
+    np.testing.assert_array_equal(_posterior(result).posterior["x"].values,
+                                  _posterior(one_core).posterior["x"].values)
 
 
 # ------------------------------------------------------------------ failures
@@ -284,7 +342,12 @@ def test_cnn_accuracy_and_digits(runs):
     s = result.info["sampling"]
     assert s["ok"] is True
     assert s["train_images"] == 50 and s["heldout_images"] == 20
-    assert 0.0 <= s["train_accuracy"] <= 1.0 and 0.0 <= s["heldout_accuracy"] <= 1.0
+    # 200 ADVI steps from flax's start learn 50 digits: over 7 seeds, training accuracy 1.0
+    # and held-out 0.90-1.00 of 20 (chance: 0.1), the loss down to 0.55 of its start. A
+    # predictive that ignores the fit, mixes up images and labels, or a fit that does not
+    # move would fail here.
+    assert s["train_accuracy"] >= 0.9 and s["heldout_accuracy"] >= 0.7, s
+    assert s["loss_final"] < 0.7 * s["loss_initial"]
     assert s["predictive_draws"] == 20
     assert "digits.png" in s["files"] and (result.run_dir / "digits.png").stat().st_size > 0
     # the weight arrays are too big for the summary table and the trace plot
