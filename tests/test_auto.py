@@ -135,6 +135,7 @@ def test_a_user_written_ode_config_samples_with_the_defaults(name, tmp_path):
     raw["likelihood"]["pelts"]["observed"]["file"] = str(DATA / "hudson_lynx_hare.csv")
     raw["evaluate"] = {"backends": ["c"]}
     raw["check_grad"] = {"enabled": False}
+    raw["predictive"] = {"prior": False, "posterior": False, "log_likelihood": False}  # tested elsewhere
     config = tmp_path / "lv.yaml"
     config.write_text(yaml.safe_dump(raw))
     result = invoke("run", config, "--json", "--out", tmp_path)

@@ -379,14 +379,17 @@ def test_plugin_experiment_from_a_file(tmp_path):
 
 def test_trust_tools_with_no_config_cover_the_three_builtins():
     """`jaxpm compare-backends` and `jaxpm check-grad` with no CONFIG run exp, ode and cnn
-    and pass (CNN included: the post's 824k-weight network; kept to one point and one
-    timed call so the suite stays fast)."""
+    and pass. compare-backends runs the post's 824k-weight network (one timed call);
+    check-grad the same code on a 4-filter network made by --set (finite differences of
+    an 824k-weight logp take minutes), one point each, so the suite stays fast."""
     cmp = invoke_json("compare-backends", "--backend", "c", "--backend", "jax", "--set", "evaluate.repeats=1")
     assert [e["name"] for e in cmp["experiments"]] == ["cnn", "exp", "ode"]
     assert all(e["ok"] for e in cmp["experiments"])
     cnn = cmp["experiments"][0]
     assert cnn["backends"]["c"]["logp"] == close(-759928.81029946)
-    grad = invoke_json("check-grad", "--set", "check_grad.points=1")
+    small = ["--set", "cnn.n=20", "--set",
+             'cnn.layers=[{conv: 4, kernel: 3}, relu, {avg_pool: 2}, flatten, {dense: 10}]']
+    grad = invoke_json("check-grad", "--set", "check_grad.points=1", *small)
     assert [e["name"] for e in grad["experiments"]] == ["cnn", "exp", "ode"]
     details = [(e["name"], e["ops"], e["model"], e["jax"]) for e in grad["experiments"]]
     assert all(e["ok"] for e in grad["experiments"]), details
