@@ -146,8 +146,9 @@ def check_grad(
     json_out: JsonOpt = False,
     debug: DebugOpt = False,
 ):
-    """Gradient checks: every wrapped op (verify_grad), the model's dlogp against finite
-    differences, and the C backend against jax.grad of the jaxified logp."""
+    """Gradient checks at points drawn from the prior: every wrapped op and the model's
+    dlogp against central finite differences, and the C backend against jax.grad of the
+    jaxified logp."""
     from jaxpm import tables
     from jaxpm.gradcheck import check_gradients
     from jaxpm.prepare import prepare

@@ -33,7 +33,8 @@ at the configured tolerance it agrees with finite differences only to about that
 tolerance: a correct model would fail. Each experiment says what its checks need
 (:meth:`~jaxpm.experiments.base.Experiment.check_overrides`: for an ODE, the same model
 solved to 1e-10); ``check_grad.set`` adds to or overrides that. The report says, in
-``set``, what the checked model was built with.
+``set``, what the checked model was built with; choices ``auto`` made for the run's model
+(an ODE's sensitivity) stay as they were and are reported under ``auto``.
 """
 
 from __future__ import annotations

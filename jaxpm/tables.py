@@ -6,15 +6,21 @@ Each takes the document a command also prints with ``--json`` and a console to p
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 
 def _fmt(x) -> str:
+    """A number or list as a table cell (escaped: ``[nan, nan]`` is not rich markup)."""
+    return escape(_text(x))
+
+
+def _text(x) -> str:
     if isinstance(x, dict) and "size" in x:  # a large variable's summary (see jaxpm.backends.summary)
-        return (f"{x['size']:,} entries: min {_fmt(x['min'])}, max {_fmt(x['max'])}, "
-                f"L2 {_fmt(x['l2'])}, first {_fmt(x['first'])}")
+        return (f"{x['size']:,} entries: min {_text(x['min'])}, max {_text(x['max'])}, "
+                f"L2 {_text(x['l2'])}, first {_text(x['first'])}")
     if isinstance(x, list):
-        return "[" + ", ".join(_fmt(v) for v in x[:6]) + (", ..." if len(x) > 6 else "") + "]"
+        return "[" + ", ".join(_text(v) for v in x[:6]) + (", ..." if len(x) > 6 else "") + "]"
     return f"{x:.8g}" if isinstance(x, float) else str(x)
 
 
@@ -45,12 +51,13 @@ def evaluation(ev: dict, out: Console) -> None:
         out.print(
             f"max abs diff: logp {ev['max_abs_diff']['logp']:.3g}, dlogp {ev['max_abs_diff']['dlogp']:.3g}; "
             f"max rel diff: logp {ev['max_rel_diff']['logp']:.3g}, dlogp {ev['max_rel_diff']['dlogp']:.3g}"
-            f" -> {_status(ev['ok'])}"
+            + (" (of the finite entries)" if ev.get("nonfinite") else "")
+            + f" -> {_status(ev['ok'])}"
         )
     else:
         out.print(f"one backend: nothing to compare; logp and dlogp checked for finite numbers -> {_status(ev['ok'])}")
     for d in [*ev["disagreements"], *ev.get("nonfinite", [])]:
-        out.print(f"  [red]{d}[/red]", highlight=False)
+        out.print(f"  [red]{escape(d)}[/red]", highlight=False)
 
 
 def check_grad(res: dict, out: Console) -> None:

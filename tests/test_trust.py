@@ -76,6 +76,16 @@ def test_a_nan_logp_fails_compare_backends():
     assert e["backends"]["c"]["logp"] == "nan"  # JSON has no NaN: the string
     assert "c: logp term 'llike' is nan at 4 of 4 entries (first: index 0)" in e["nonfinite"]
     assert any(p.startswith("jax: dlogp of 'y0' is nan") for p in e["nonfinite"])
+    # the table shows the NaNs (a cell "[nan, nan]" is not taken for rich markup and dropped)
+    from rich.console import Console
+
+    from jaxpm import tables
+
+    console = Console(record=True, width=200)
+    tables.evaluation(e, console)
+    text = console.export_text()
+    assert text.count("[nan, nan, nan, nan]") == 2 and text.count("[nan]") == 4
+    assert "(of the finite entries) -> FAIL" in text
 
 
 def test_one_backend_is_still_checked_for_finite_numbers():
