@@ -282,7 +282,8 @@ def sbc(
 
     def go():
         progress = _progress()
-        plan = sbc_mod.plan(config, set_, fit_set, sims=sims, resume=resume, progress=progress)
+        plan = sbc_mod.plan(config, set_, fit_set, sims=sims, resume=resume, scheduler=scheduler,
+                            workers=workers, progress=progress)
         result = sbc_mod.run_sbc(plan, out=out_dir, resume=resume, scheduler=scheduler, workers=workers,
                                  progress=progress)
         if debug:

@@ -58,9 +58,11 @@ The folder ``<out>/<name>-sbc/<run-id>/``::
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
+import logging
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -118,16 +120,21 @@ class SbcResult:
 
 
 def plan(config: str | Path | Spec | None, sets: list[str] | None = None, fit_sets: list[str] | None = None, *,
-         sims: int | None = None, resume: Path | None = None, progress: Progress | None = None) -> SbcPlan:
+         sims: int | None = None, resume: Path | None = None, scheduler: str | None = None,
+         workers: int | None = None, progress: Progress | None = None) -> SbcPlan:
     """Load and check everything before anything runs or is written; every error is a
     :class:`~jaxpm.errors.ConfigError`.
 
     With ``resume`` the folder's ``config.yaml`` and ``sbc.json`` say what runs; a config,
-    ``--set``, ``--fit-set`` or ``--sims`` given too must agree with them.
+    ``--set``, ``--fit-set`` or ``--sims`` given too must agree with them. ``scheduler``
+    and ``workers`` are checked here too (one of them at most).
     """
     from jaxpm.prepare import prepare
 
     progress = progress or Progress.quiet()
+    if scheduler is not None and workers is not None:
+        raise ConfigError("--workers", "--workers sizes the local cluster; with --scheduler the cluster has the "
+                                       "workers it has: drop one of them", str(config or resume))
     if resume is not None:
         base, fit_sets = _resumed(Path(resume), config, sets, fit_sets, sims)
     else:
@@ -144,10 +151,13 @@ def plan(config: str | Path | Spec | None, sets: list[str] | None = None, fit_se
         fit = load_spec(base, [*fit_sets, f"sample.chains={s.chains}", f"sample.tune={s.tune}",
                                f"sample.draws={s.draws}", "sample.enabled=true"])
     except ConfigError as e:
-        raise e.within(base.label, "--fit-set") from None
+        raise _fitting(e, base.label) from None
     with progress.step(f"{base.name}: building the simulator and the fitting model"):
         sim_prep = prepare(base)
-        fit_prep = prepare(fit)
+        try:
+            fit_prep = prepare(fit)
+        except ConfigError as e:
+            raise _fitting(e, base.label) from None
     free, observed = _same_variables(sim_prep.model, fit_prep.inference_model(), base.label)
     quantities = [*scalar_names(sim_prep.model), LOG_LIKELIHOOD]
     if len(quantities) - 1 > MAX_QUANTITIES:
@@ -155,6 +165,11 @@ def plan(config: str | Path | Spec | None, sets: list[str] | None = None, fit_se
                                     f"{MAX_QUANTITIES}", base.label)
     resolved = resolve_once(fit_prep, progress)
     return SbcPlan(base, fit, fit_sets, resolved, quantities, free, observed)
+
+
+def _fitting(e: ConfigError, label: str) -> ConfigError:
+    """An error of the fitting model, saying so (it comes from --fit-set)."""
+    return ConfigError(e.key, f"in the fitting model (--fit-set): {e.message}", e.config or label)
 
 
 def _base(config, sets, sims) -> Spec:
@@ -378,7 +393,7 @@ def run_sim(spec: Spec, resolved, i: int, params: dict[str, np.ndarray], observe
     fitter.set_data(observed)
     sampled = time.perf_counter()
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _quiet_pymc():
             warnings.simplefilter("ignore")
             draws = fit(fitter.prep, resolved, seed, fitter.compiled)
     except (KeyboardInterrupt, SystemExit):
@@ -410,6 +425,18 @@ def run_sim(spec: Spec, resolved, i: int, params: dict[str, np.ndarray], observe
     ranks[LOG_LIKELIHOOD] = rk.rank(at_draws, at_truth, rng)
     status = "divergent" if record["divergences"] else "ok"
     return done(status=status, ranks=ranks, draws=L)
+
+
+@contextlib.contextmanager
+def _quiet_pymc():
+    """PyMC's log lines about short chains (every fit here is short) kept off the terminal."""
+    logger = logging.getLogger("pymc")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 # ------------------------------------------------------------------ the run

@@ -128,10 +128,14 @@ def ecdfs(rows: list[dict], quantities: dict[str, dict], L: int, null: np.ndarra
     for ax, name in zip(axes, names, strict=False):
         values = np.array([r["ranks"][name] for r in rows if name in r["ranks"]], dtype=int)
         ecdf = rk.ecdf_counts(values, L, at) / max(1, len(values))
-        ax.fill_between(z, lower - z, upper - z, color="0.85", step="mid", lw=0)
+        # the ECDF at z_j holds until the next point: steps after each point, from (0, 0) to (1, 0)
+        zs = np.concatenate([[0.0], z, [1.0]])
+        ax.fill_between(zs, np.concatenate([[0.0], lower - z, [0.0]]), np.concatenate([[0.0], upper - z, [0.0]]),
+                        color="0.85", step="post", lw=0)
         ax.axhline(0, color="0.5", lw=0.8)
         outside = (ecdf < lower) | (ecdf > upper)
-        ax.step(z, ecdf - z, where="mid", color="tab:red" if outside.any() else "tab:blue", lw=1.2)
+        ax.step(zs, np.concatenate([[0.0], ecdf - z, [0.0]]), where="post",
+                color="tab:red" if outside.any() else "tab:blue", lw=1.2)
         ax.set_xlim(0, 1)
         ax.set_xlabel("fractional rank", fontsize=7)
         ax.tick_params(labelsize=7)
