@@ -534,7 +534,7 @@ def _cores() -> int:
     return os.cpu_count() or 1
 
 
-def tests(the_plan: SbcPlan, rows: list[dict]) -> tuple[dict[str, dict], int | None, np.ndarray | None]:
+def uniformity(the_plan: SbcPlan, rows: list[dict]) -> tuple[dict[str, dict], int | None, np.ndarray | None]:
     """Each quantity's uniformity test: ``{name: {p_value, level, ok, n}}`` (Holm's levels),
     the common L, and the null gammas (for the plots)."""
     ranked = [r for r in rows if r["ranks"]]
@@ -562,7 +562,7 @@ def _write(the_plan: SbcPlan, folder: Path, outcomes: dict[str, Outcome], cluste
     rows = [sim_row(outcomes[k]) for k in sorted(outcomes)]
     failed = [r["sim"] for r in rows if r["status"] == "failed"]
     divergent = [r["sim"] for r in rows if r["status"] == "divergent"]
-    quantities, L, null = tests(the_plan, rows) if rows else ({}, None, None)
+    quantities, L, null = uniformity(the_plan, rows) if rows else ({}, None, None)
     too_many = len(failed) > s.max_failed * s.sims
     ok = (status == "finished" and len(rows) == s.sims and not too_many and bool(quantities)
           and all(q["ok"] for q in quantities.values()))
@@ -654,4 +654,4 @@ def _csv(rows: list[dict], quantities: list[str]) -> str:
 
 
 __all__ = ["SbcPlan", "SbcResult", "plan", "run_sbc", "run_sim", "simulate", "share_observed", "scalar_names",
-           "sim_seed", "sim_key", "sim_row", "tests", "resolve_once", "Fitter", "LOG_LIKELIHOOD"]
+           "sim_seed", "sim_key", "sim_row", "uniformity", "resolve_once", "Fitter", "LOG_LIKELIHOOD"]

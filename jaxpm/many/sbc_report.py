@@ -74,10 +74,10 @@ def _title(ax, name: str, test: dict) -> None:
 
 
 def bins_for(n_ranks: int, L: int) -> int:
-    """Bins of the rank histogram: about ``n / 10`` expected per bin... at most L + 1, at least 2.
+    """Bins of the rank histogram: about 10 ranks expected per bin, at most L + 1 bins, at least 2.
 
     >>> bins_for(100, 100), bins_for(1000, 100), bins_for(10, 1)
-    (10, 101, 2)
+    (10, 100, 2)
     """
     return int(max(2, min(L + 1, n_ranks // 10 if n_ranks >= 20 else 2)))
 
