@@ -488,11 +488,9 @@ def run_sbc(the_plan: SbcPlan, *, out: Path | str | None = None, resume: Path | 
             def finished(o: Outcome) -> None:
                 outcomes[o.key] = o
                 r = sim_row(o)
-                if r["status"] != "ok":
-                    colour = "yellow" if r["status"] == "divergent" else "red"
-                    what = f"{r['divergences']} divergences" if r["status"] == "divergent" else r["error"]
-                    progress.print(f"sim {r['sim']}: [{colour}]{r['status']}[/{colour}] on "
-                                   f"{r['worker'] or 'an unknown worker'}: {what}", highlight=False)
+                if r["status"] == "failed":  # divergent fits are counted and listed at the end
+                    progress.print(f"sim {r['sim']}: [red]failed[/red] on {r['worker'] or 'an unknown worker'}: "
+                                   f"{r['error']}", highlight=False)
 
             ex.run(tasks, Results(folder / "sims"), finished, what=f"{the_plan.base.name} sbc",
                    failed=lambda o: sim_row(o)["status"] == "failed")
@@ -597,9 +595,7 @@ def _write(the_plan: SbcPlan, folder: Path, outcomes: dict[str, Outcome], cluste
         "settings": {
             **s.model_dump(),
             "fit_set": the_plan.fit_sets,
-            "sampler": r.settings.model_dump(mode="json", include={"sampler", "draws", "tune", "chains",
-                                                                   "mass_matrix", "start", "target_accept",
-                                                                   "iterations", "jitter"}),
+            "sampler": r.settings.model_dump(mode="json", include=_SETTINGS[_mcmc(the_plan)]),
             "auto": r.as_json(),
             "compiled_once": None,
             "thinning": f"each fit's {s.chains} x {s.draws} draws thinned evenly within chains to {s.thinned}",
@@ -634,6 +630,17 @@ def _write(the_plan: SbcPlan, folder: Path, outcomes: dict[str, Outcome], cluste
     info["files"] = sorted(files)
     rundir.write_json(folder / "sbc.json", info)
     return info
+
+
+_SETTINGS = {True: {"sampler", "draws", "tune", "chains", "mass_matrix", "start", "target_accept", "jitter"},
+             False: {"sampler", "draws", "iterations", "start", "optimizer", "learning_rate"}}
+"""The sampler settings sbc.json records: NUTS (True) or a fit (False)."""
+
+
+def _mcmc(the_plan: SbcPlan) -> bool:
+    from jaxpm.sampling.registry import SAMPLERS
+
+    return SAMPLERS[the_plan.resolved.settings.sampler].mcmc
 
 
 def _compiles_once(the_plan: SbcPlan) -> bool:
