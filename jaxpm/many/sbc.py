@@ -572,6 +572,9 @@ def _write(the_plan: SbcPlan, folder: Path, outcomes: dict[str, Outcome], cluste
     if ess and L and float(np.median(ess)) < L:
         warnings_.append(f"the median fit's smallest bulk ESS ({np.median(ess):.0f}) is below L = {L}: thinned "
                          "draws are correlated, ranks pile at the ends; raise sbc.draws or lower sbc.thinned")
+    if L is not None and L < 10:
+        warnings_.append(f"each rank is among L = {L} draws: the test sees little beyond bias (a fit such as map "
+                         "keeps one draw); it cannot see a posterior that is too narrow or too wide")
     if too_many:
         warnings_.append(f"{len(failed)} of {s.sims} fits failed, more than sbc.max_failed = {s.max_failed:g}")
     r = the_plan.resolved

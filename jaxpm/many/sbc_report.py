@@ -30,7 +30,9 @@ def table(info: dict, out) -> None:
                          ("result", "left")):
         t.add_column(col, justify=justify)
     for name, q in info["quantities"].items():
-        t.add_row(name, f"{q['p_value']:.3g}", f"{q['level']:.3g}", str(q["n"]),
+        floor = 1 / (rk.NULL_SIMULATIONS + 1)  # the smallest p-value a simulated null gives
+        p = q["p_value"]
+        t.add_row(name, f"≤ {floor:.2g}" if p <= floor * (1 + 1e-9) else f"{p:.3g}", f"{q['level']:.3g}", str(q["n"]),
                   "[green]uniform[/green]" if q["ok"] else "[bold red]NOT uniform[/bold red]")
     out.print(t)
     for r in info["simulations"]:
