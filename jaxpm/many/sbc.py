@@ -164,6 +164,10 @@ def plan(config: str | Path | Spec | None, sets: list[str] | None = None, fit_se
         raise ConfigError("priors", f"{len(quantities) - 1} scalar parameters to rank; sbc ranks at most "
                                     f"{MAX_QUANTITIES}", base.label)
     resolved = resolve_once(fit_prep, progress)
+    if resume is not None:  # the settings the first simulations ran with (auto's timed choices may differ now)
+        saved = _previous(Path(resume)).get("settings", {}).get("sampler") or {}
+        if saved:
+            resolved.settings = resolved.settings.model_copy(update=saved)
     return SbcPlan(base, fit, fit_sets, resolved, quantities, free, observed)
 
 
