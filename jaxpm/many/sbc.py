@@ -158,11 +158,16 @@ def plan(config: str | Path | Spec | None, sets: list[str] | None = None, fit_se
             fit_prep = prepare(fit)
         except ConfigError as e:
             raise _fitting(e, base.label) from None
-    free, observed = _same_variables(sim_prep.model, fit_prep.inference_model(), base.label)
-    quantities = [*scalar_names(sim_prep.model), LOG_LIKELIHOOD]
-    if len(quantities) - 1 > MAX_QUANTITIES:
-        raise ConfigError("priors", f"{len(quantities) - 1} scalar parameters to rank; sbc ranks at most "
-                                    f"{MAX_QUANTITIES}", base.label)
+        free, observed = _same_variables(sim_prep.model, fit_prep.inference_model(), base.label)
+        if not observed or not free:
+            raise ConfigError("likelihood" if not observed else "priors",
+                              "sbc simulates observed data from priors and fits them: the config needs "
+                              f"{'a likelihood with observed data' if not observed else 'at least one prior'}",
+                              base.label)
+        quantities = [*scalar_names(sim_prep.model), LOG_LIKELIHOOD]
+        if len(quantities) - 1 > MAX_QUANTITIES:
+            raise ConfigError("priors", f"{len(quantities) - 1} scalar parameters to rank; sbc ranks at most "
+                                        f"{MAX_QUANTITIES}", base.label)
     resolved = resolve_once(fit_prep, progress)
     if resume is not None:  # the settings the first simulations ran with (auto's timed choices may differ now)
         saved = _previous(Path(resume)).get("settings", {}).get("sampler") or {}
