@@ -263,6 +263,44 @@ def sweep(
 
 
 @app.command()
+def sbc(
+    config: Annotated[Optional[str], typer.Argument(help="Config path or built-in name (optional with --resume).", show_default=False)] = None,  # noqa: E501
+    sims: Annotated[Optional[int], typer.Option("--sims", help="Simulations (default: the config's sbc.sims, else 100).")] = None,  # noqa: E501
+    set_: SetOpt = None,
+    fit_set: Annotated[Optional[list[str]], typer.Option("--fit-set", help="Override a value of the fitting model only (KEY.PATH=VALUE): a narrower prior, another sampler. Repeatable.")] = None,  # noqa: E501
+    scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Address of an existing Dask scheduler (tcp://host:port); default: a local cluster.")] = None,  # noqa: E501
+    workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Worker processes of the local cluster (default: one per core).")] = None,  # noqa: E501
+    out_dir: OutOpt = None,
+    resume: Annotated[Optional[Path], typer.Option("--resume", help="An sbc folder to continue: fit only the simulations without a finished record.")] = None,  # noqa: E501
+    json_out: JsonOpt = False,
+    debug: DebugOpt = False,
+):
+    """Simulation-based calibration: fit data simulated from the prior many times in
+    parallel on Dask, rank the true values among the draws, test the ranks for
+    uniformity (sbc.json, ranks.csv, ranks.png, ecdf.png)."""
+    from jaxpm.many import sbc as sbc_mod
+    from jaxpm.many import sbc_report
+
+    def go():
+        progress = _progress()
+        plan = sbc_mod.plan(config, set_, fit_set, sims=sims, resume=resume, scheduler=scheduler,
+                            workers=workers, progress=progress)
+        result = sbc_mod.run_sbc(plan, out=out_dir, resume=resume, scheduler=scheduler, workers=workers,
+                                 progress=progress)
+        if debug:
+            for outcome in result.outcomes.values():
+                if outcome.traceback:
+                    err.print(f"{outcome.key}:\n{outcome.traceback}", markup=False, highlight=False)
+        if json_out:
+            _print_json(result.info)
+        else:
+            sbc_report.table(result.info, out)
+        return 0 if result.ok else 1
+
+    raise typer.Exit(_guard(go, debug))
+
+
+@app.command()
 def compare(
     run_dirs: Annotated[Optional[list[Path]], typer.Argument(help="Two or more run folders written by jaxpm run with sampling.", show_default=False)] = None,  # noqa: E501
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Also write compare.json and compare.png (az.plot_compare) into this folder.")] = None,  # noqa: E501

@@ -4,7 +4,10 @@
   (a local cluster of worker processes, or ``--scheduler``), keeps each :class:`Outcome`
   in a :class:`Results` folder as it ends, and gives tasks a per-worker :func:`cached`;
 - :mod:`~jaxpm.many.sweep`: ``jaxpm sweep``, a grid of variants of one config;
-- :mod:`~jaxpm.many.report`: the sweep's table, sort order and ``sweep.png``.
+- :mod:`~jaxpm.many.report`: the sweep's table, sort order and ``sweep.png``;
+- :mod:`~jaxpm.many.sbc`: ``jaxpm sbc``, simulation-based calibration, with
+  :mod:`~jaxpm.many.ranks` (ranks and the uniformity test) and
+  :mod:`~jaxpm.many.sbc_report` (its table, ``ranks.png`` and ``ecdf.png``).
 
 These sit above the runner: nothing below imports them.
 """

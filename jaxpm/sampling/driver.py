@@ -159,7 +159,34 @@ def resolve_settings(prep) -> Resolved:
                    seed=s.seed if s.seed is not None else prep.spec.seed)
 
 
-def _draw(prep, s, sampler: Sampler, seed: int, progress: Progress, typical: dict) -> Draws:
+def compile_sampler(prep, resolved: Resolved) -> Any:
+    """What the resolved sampler compiles once for ``prep``'s model and reuses in every
+    :func:`fit` (:meth:`~jaxpm.sampling.base.Sampler.compile`; None: it compiles per call)."""
+    s = resolved.settings
+    sampler = SAMPLERS[s.sampler]
+    if not sampler.mcmc:
+        return None
+    model = prep.inference_model()
+    return sampler.compile(model, s, {**resolved.initial, **initvals(model, s)})
+
+
+def fit(prep, resolved: Resolved, seed: int, compiled: Any = None, progress: Progress | None = None) -> Draws:
+    """One sampler call as :func:`sample_and_save` makes it (same start, same settings),
+    and nothing written: the draws (``idata`` tidied to the model's variables) and the
+    sampler's own figures in ``info``, with the ``diagnostics`` of the draws. ``compiled``
+    is :func:`compile_sampler`'s result for this model (its shared data may have changed
+    since). The sampler's errors are raised; Python warnings are left to the caller."""
+    progress = progress or Progress.quiet()
+    s = resolved.settings
+    sampler = SAMPLERS[s.sampler]
+    with contextlib.redirect_stdout(sys.stderr):
+        draws = _draw(prep, s, sampler, seed, progress, resolved.initial, compiled)
+    draws.idata = files.tidy(draws.idata, prep.inference_model())
+    draws.info.update(diagnostics.diagnostics(draws.idata, sampler.mcmc, draws))
+    return draws
+
+
+def _draw(prep, s, sampler: Sampler, seed: int, progress: Progress, typical: dict, compiled: Any = None) -> Draws:
     """One sampler call on the model the sampler runs on, from where the settings say.
     ``progress`` shows the sampler's own progress bar where it has one that does not stop
     JAX from caching the compiled sampler (:attr:`~jaxpm.sampling.base.Sampler.own_progressbar`),
@@ -178,7 +205,7 @@ def _draw(prep, s, sampler: Sampler, seed: int, progress: Progress, typical: dic
         why = "sample.progressbar is off" if not s.progressbar else "its own bar would stop JAX caching it"
         spinner = progress.step(f"sampling with {s.sampler} ({why})")
         progress = Progress.quiet()
-    job = Job(model, s, seed, progress, start, began, initial)
+    job = Job(model, s, seed, progress, start, began, initial, compiled)
     with spinner:
         draws = sampler.draw(job)
     if sampler.mcmc:
@@ -271,4 +298,4 @@ def _what_failed(e: BaseException) -> str:
     return message
 
 
-__all__ = ["sample_and_save", "resolve_settings"]
+__all__ = ["sample_and_save", "resolve_settings", "compile_sampler", "fit"]

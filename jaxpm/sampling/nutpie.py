@@ -39,7 +39,10 @@ class Nutpie(Sampler):
         from pymc.backends.arviz import coords_and_dims_for_inferencedata, find_constants, find_observations
 
         model, s = job.model, job.settings
-        compiled = compile_nutpie(model, s, job.initvals)
+        if job.compiled is not None:  # compiled once: only the data change
+            compiled = job.compiled.with_data(**shared_data(model))
+        else:
+            compiled = compile_nutpie(model, s, job.initvals)
         if job.start is not None:
             # nutpie asks its initial-point function once per chain; each call gets the next
             # start. compile_pymc_model takes one start for every chain (`initial_points`);
@@ -74,6 +77,19 @@ class Nutpie(Sampler):
         return Draws(idata, end - job.began, end - begin, info)
 
 
+    def compile(self, model, settings, initvals):
+        """The logp and its gradient jitted once (nutpie passes ``pm.Data`` in as arguments)."""
+        return compile_nutpie(model, settings, initvals)
+
+
+def shared_data(model) -> dict[str, Any]:
+    """The current value of each shared variable the model's observed data are (``pm.Data``)."""
+    from pytensor.compile.sharedvalue import SharedVariable
+
+    values = [model.rvs_to_values[rv] for rv in model.observed_RVs]
+    return {v.name: v.get_value() for v in values if isinstance(v, SharedVariable)}
+
+
 def compile_nutpie(model, s, initial: dict | None = None):
     """``nutpie.compile_pymc_model`` with the JAX backend, starting at ``initial`` (free
     variable -> value; None: ``s.initvals``) over the model's initial point, jittered
@@ -90,4 +106,4 @@ def compile_nutpie(model, s, initial: dict | None = None):
     )
 
 
-__all__ = ["Nutpie", "compile_nutpie"]
+__all__ = ["Nutpie", "compile_nutpie", "shared_data"]

@@ -39,6 +39,7 @@ from jaxpm.predictive.settings import Predictive
 from jaxpm.sampling.settings import Sample
 from jaxpm.section import Dist, Float, Int, Prior, Section, callable_ref, existing_file, fail, plain_value, show
 from jaxpm.spec.grid import Sweep
+from jaxpm.spec.sbc import Sbc
 
 DEFAULT_SEED = 20230103
 DICT_LABEL = "<dict>"
@@ -171,6 +172,7 @@ class SpecBase(Section):
     predictive: Predictive = Field(default_factory=Predictive)
     output: Output = Field(default_factory=Output)
     sweep: Sweep | None = None  # jaxpm sweep's grid; jaxpm run ignores it
+    sbc: Sbc | None = None  # jaxpm sbc's settings; jaxpm run ignores it
 
     _label: str = PrivateAttr(DICT_LABEL)
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
@@ -256,8 +258,8 @@ class SpecBase(Section):
 
     def raw(self) -> dict[str, Any]:
         """The resolved spec as plain data (defaults written out, unused experiment sections and an absent
-        ``sweep:`` left out)."""
-        unused = {k for k in (*BUILTIN, "sweep") if getattr(self, k) is None}
+        ``sweep:`` or ``sbc:`` left out)."""
+        unused = {k for k in (*BUILTIN, "sweep", "sbc") if getattr(self, k) is None}
         return self.model_dump(mode="json", exclude=unused, fallback=plain_value)
 
     def to_yaml(self) -> str:
