@@ -256,7 +256,7 @@ def typical_point(model, seed: int) -> tuple[dict[str, np.ndarray], dict[str, st
     PyMC starts each free variable at its distribution's support point. Mostly that is
     sound (a Normal's mean, a HalfNormal's 1), but not always: a ``TruncatedNormal`` with
     only a lower bound starts at ``lower + 1`` whatever its scale, twenty times the prior
-    mean of a predation rate of 0.05, where an ODE solve takes thousands of steps. Here
+    mean of a predation rate of 0.05, far in its prior's tail. Here
     every entry whose PyMC start lies outside its prior's central 99% (from
     :data:`TYPICAL_DRAWS` joint prior draws) starts at its prior median instead, if that
     is inside the support. Returns ``(free variable -> start, free variable -> reason)``
