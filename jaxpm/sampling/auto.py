@@ -7,13 +7,10 @@ run prints them first). A value written in the config always wins, and the choic
 respect it (``mass_matrix: full`` picks a sampler that has one).
 
 - ``sampler``: a fit (``advi``) when NUTS is out of reach (more than :data:`FIT_ABOVE`
-  unconstrained scalars, or a fit's start asked for); else nutpie, whose mass-matrix
-  adaptation uses the gradients as well as the draws (``benchmarks/bench_defaults.py``:
-  on the post's ODE 921 bulk ESS and 3 divergences in 4,000 draws against numpyro's 523
-  and 29 with a full mass matrix; on Lotka-Volterra 0.8x numpyro's ESS per second, every
-  target met). With a mass matrix nutpie lacks (``full``) numpyro, the whole sampler one
-  XLA program, when the model's chains run under ``jax.pmap``, else PyMC's NUTS
-  (``jax.pmap`` cannot trace diffrax's implicit solvers today).
+  unconstrained scalars, or a fit's start asked for); else NUTS with numpyro, the whole
+  sampler one XLA program, when the model's chains can run in parallel under
+  ``jax.pmap``; else nutpie, whose chains are threads (``jax.pmap`` cannot trace
+  diffrax's implicit solvers today).
 - ``mass_matrix``: ``full`` up to :data:`FULL_MASS_MAX` scalars (the rates of an ODE move
   together; a dense matrix costs nothing at that size), else ``low_rank`` for nutpie,
   else ``diag``.
@@ -145,17 +142,13 @@ def _choose_sampler(model, s, size: int, fit_starts: dict[str, str]) -> tuple[st
                         "mean-field ADVI is")
     wanted = s.mass_matrix if s.mass_matrix != AUTO else None
     candidates = [name for name in MCMC if wanted is None or wanted in SAMPLERS[name].mass_matrices]
-    if "nutpie" in candidates:
-        return "nutpie", ("NUTS with a mass matrix learnt from the gradients as well as the draws "
-                          "(fewest divergences on the ODE benchmarks)")
-    if "numpyro" in candidates:  # a mass matrix nutpie lacks (full): the whole sampler in XLA where it can
+    if "numpyro" in candidates:
         problem = _pmap_problem(model)
         if problem is None:
-            return "numpyro", (f"a {wanted} mass matrix, and the whole logp is one XLA program: numpyro runs "
-                               "the sampler in XLA, chains in parallel on JAX devices")
-        others = [c for c in candidates if c != "numpyro"]
-        if others:
-            return others[0], f"a {wanted} mass matrix; numpyro's parallel chains cannot run this model ({problem})"
+            return "numpyro", ("the whole logp is one XLA program: numpyro runs the sampler in XLA, "
+                               "chains in parallel on JAX devices")
+        if "nutpie" in candidates:
+            return "nutpie", f"numpyro's parallel chains cannot run this model ({problem}): nutpie's chains are threads"
     if candidates:
         return candidates[0], f"the first NUTS sampler with a {wanted} mass matrix"
     return MCMC[0], "the default NUTS sampler"
