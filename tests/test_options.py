@@ -148,7 +148,8 @@ def test_sigint_while_sampling_exits_130_and_keeps_finished_files(tmp_path):
         assert drawing.wait(timeout=600), "".join(stderr)[-3000:]
         threading.Event().wait(2.0)  # well into the draws
         proc.send_signal(signal.SIGINT)
-        stdout, _ = proc.communicate(timeout=300)
+        proc.wait(timeout=300)  # not communicate(): it would read stderr too, racing the reader thread
+        stdout = proc.stdout.read()
     finally:
         if proc.poll() is None:
             proc.kill()
