@@ -34,10 +34,11 @@ def _resolve(config, *overrides):
 
 def test_lotka_volterra_as_a_user_writes_it_gets_what_the_tuned_config_carries():
     _, r = _resolve("lotka_volterra", "sample.sampler=auto", "sample.mass_matrix=auto", "sample.start=auto",
-                    "sample.initvals={}")
+                    "sample.initvals={}", "sample.target_accept=auto")
     s = r.settings
     assert (s.sampler, s.mass_matrix, s.start) == ("numpyro", "full", "mode")
     assert "8 parameters" in r.choices["sample.mass_matrix"].reason
+    assert s.target_accept == 0.9 and "ode_solve" in r.choices["sample.target_accept"].reason
     assert "ode_solve" in r.choices["sample.start"].reason
     # PyMC starts the predation rates at lower + 1 = 1, twenty times their prior mean
     theta = r.initial["theta"]
@@ -53,8 +54,8 @@ def test_a_solver_jax_pmap_cannot_trace_gets_nutpie():
 
 def test_settings_the_user_writes_win():
     _, r = _resolve("ode", "sample.sampler=auto", "sample.mass_matrix=full", "sample.start=initial",
-                    "sample.initvals={y0: 0.5}")
-    assert r.settings.mass_matrix == "full" and r.settings.start == "initial"
+                    "sample.initvals={y0: 0.5}", "sample.target_accept=0.85")
+    assert r.settings.mass_matrix == "full" and r.settings.start == "initial" and r.settings.target_accept == 0.85
     assert r.settings.sampler in ("numpyro", "pymc", "blackjax")  # one that has a full mass matrix
     assert set(r.choices) == {"sample.sampler"}
     _, r = _resolve("ode", "sample.sampler=pymc")
@@ -64,6 +65,7 @@ def test_settings_the_user_writes_win():
 def test_exp_has_no_solver_so_chains_start_at_the_initial_point():
     _, r = _resolve("exp", "sample.sampler=auto")
     assert r.settings.start == "initial" and "no solver" in r.choices["sample.start"].reason
+    assert r.settings.target_accept == 0.8 and "PyMC's default" in r.choices["sample.target_accept"].reason
     assert r.initial == {}  # PyMC's Normal(0, 1) start is typical
 
 

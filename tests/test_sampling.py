@@ -150,7 +150,8 @@ def test_run_folder(runs):
     on_disk = json.loads((folder / "run.json").read_text())["sampling"]
     assert SAMPLING_KEYS <= set(on_disk)
     assert on_disk["sampler"] == "nutpie" and on_disk["draws"] == 150 and on_disk["tune"] == 150
-    assert on_disk["chains"] == 2 and on_disk["target_accept"] == 0.8
+    assert on_disk["chains"] == 2 and on_disk["target_accept"] == 0.9  # auto: a solver in the logp
+    assert on_disk["auto"]["sample.target_accept"]["value"] == 0.9
     assert on_disk["seed"] == result.info["spec"]["seed"]
     assert on_disk["ok"] is True and on_disk["usable_draws"] == 300
     assert 0 < on_disk["sampling_seconds"] <= on_disk["wall_seconds"]

@@ -65,7 +65,8 @@ class Sample(Section):
     tune: Int = Field(1000, ge=0)
     chains: Int = Field(4, gt=0)
     cores: Int | None = Field(None, gt=0)
-    target_accept: Float = Field(0.8, gt=0, lt=1)
+    # auto: 0.9 for NUTS when the logp holds a solver, else 0.8 (see jaxpm.sampling.auto)
+    target_accept: Annotated[Float, Field(gt=0, lt=1)] | Literal["auto"] = "auto"
     # advi: steps; map: most logp+gradient evaluations; auto: what fits in a time budget
     iterations: Annotated[Int, Field(gt=0)] | Literal["auto"] = "auto"
     seed: Int | None = Field(None, ge=0)  # None: the top-level seed
