@@ -49,6 +49,20 @@ def _guard(fn, debug: bool) -> int:
         return 130
 
 
+def _many_done(result, table, json_out: bool, debug: bool) -> int:
+    """The end of a many-run command (sweep, sbc): each failed task's traceback with
+    ``--debug``, the result as JSON or ``table``, exit 0 when everything passed, else 1."""
+    if debug:
+        for outcome in result.outcomes.values():
+            if outcome.traceback:
+                err.print(f"{outcome.key}:\n{outcome.traceback}", markup=False, highlight=False)
+    if json_out:
+        _print_json(result.info)
+    else:
+        table(result.info, out)
+    return 0 if result.ok else 1
+
+
 def _progress():
     from jaxpm.progress import Progress
 
@@ -249,15 +263,7 @@ def sweep(
         report.check_sort(sort, plan.keys, plan.sampling, plan.base.label)
         result = sweep_mod.run_sweep(plan, out=out_dir, resume=resume, scheduler=scheduler, workers=workers,
                                      sort=sort, progress=progress)
-        if debug:
-            for outcome in result.outcomes.values():
-                if outcome.traceback:
-                    err.print(f"{outcome.key}:\n{outcome.traceback}", markup=False, highlight=False)
-        if json_out:
-            _print_json(result.info)
-        else:
-            report.table(result.info, out)
-        return 0 if result.ok else 1
+        return _many_done(result, report.table, json_out, debug)
 
     raise typer.Exit(_guard(go, debug))
 
@@ -287,15 +293,7 @@ def sbc(
                             workers=workers, progress=progress)
         result = sbc_mod.run_sbc(plan, out=out_dir, resume=resume, scheduler=scheduler, workers=workers,
                                  progress=progress)
-        if debug:
-            for outcome in result.outcomes.values():
-                if outcome.traceback:
-                    err.print(f"{outcome.key}:\n{outcome.traceback}", markup=False, highlight=False)
-        if json_out:
-            _print_json(result.info)
-        else:
-            sbc_report.table(result.info, out)
-        return 0 if result.ok else 1
+        return _many_done(result, sbc_report.table, json_out, debug)
 
     raise typer.Exit(_guard(go, debug))
 

@@ -19,11 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
+from support import invoke, invoke_json
 
 import jaxpm  # noqa: F401  (float64 JAX before anything is traced)
 from jaxpm import bench as bench_mod
-from jaxpm.cli import app
 from jaxpm.spec import builtin_configs
 
 HERE = Path(__file__).parent
@@ -31,21 +30,6 @@ CONFIGS = HERE / "configs"
 PLUGINS = CONFIGS / "plugins"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 TINY_CNN = {"n": 20, "layers": [{"conv": 4, "kernel": 3}, "relu", {"avg_pool": 2}, "flatten", {"dense": 10}]}
-
-
-def invoke(*args):
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        import traceback
-
-        raise AssertionError("".join(traceback.format_exception(*result.exc_info)))
-    return result
-
-
-def invoke_json(*args, code: int = 0) -> dict:
-    result = invoke(*args, "--json")
-    assert result.exit_code == code, result.stderr[-3000:]
-    return json.loads(result.stdout)  # nothing but the JSON on stdout
 
 
 def rows(entry: dict, kind: str | None = None) -> list[dict]:

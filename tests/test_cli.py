@@ -19,10 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from typer.testing import CliRunner
+from support import invoke, invoke_json
 
 import jaxpm
-from jaxpm.cli import app
 
 HERE = Path(__file__).parent
 CONFIGS = HERE / "configs"
@@ -39,21 +38,6 @@ ODE_DLOGP = {"y0": [1.15494948], "noise_log__": [-2.844685]}
 def close(expected):
     """SPEC.md: the seed numbers hold to 1e-6 relative (zeros exactly, up to rounding)."""
     return pytest.approx(expected, rel=1e-6, abs=1e-12)
-
-
-def invoke(*args: str):
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        import traceback
-
-        raise AssertionError("".join(traceback.format_exception(*result.exc_info)))
-    return result
-
-
-def invoke_json(*args: str, code: int = 0) -> dict:
-    result = invoke(*args, "--json")
-    assert result.exit_code == code, result.stderr[-3000:]
-    return json.loads(result.stdout)  # the whole of stdout: nothing else may be on it
 
 
 def assert_seed_numbers(evaluation: dict, terms: dict, dlogp: dict, backends=BACKENDS) -> None:

@@ -36,10 +36,9 @@ import numpy as np
 import pytest
 import yaml
 from scipy import stats
-from typer.testing import CliRunner
+from support import invoke, invoke_json
 
 from jaxpm import backends as be
-from jaxpm.cli import app
 from jaxpm.draws import at_draws
 from jaxpm.evaluation import evaluate
 from jaxpm.model import build_model
@@ -57,21 +56,6 @@ TINY_CNN = {"n": 8, "holdout": 0, "layers": [{"conv": 2, "kernel": 3}, "relu", {
                                               {"dense": 10}]}
 CHEAP_SAMPLING = ["--set", "sample.sampler=pymc", "--set", "sample.draws=50", "--set", "sample.tune=50",
                   "--set", "sample.chains=1", "--set", "check_grad.enabled=false", "--backend", "c"]
-
-
-def invoke(*args):
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        import traceback
-
-        raise AssertionError("".join(traceback.format_exception(*result.exc_info)))
-    return result
-
-
-def invoke_json(*args, code: int = 0) -> dict:
-    result = invoke(*args, "--json")
-    assert result.exit_code == code, (result.exit_code, result.stderr[-3000:])
-    return json.loads(result.stdout)
 
 
 def write_config(path: Path, config: dict) -> Path:

@@ -15,12 +15,12 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from support import BIN, hand_started_cluster
 from typer.testing import CliRunner
 
 from jaxpm.cli import app
@@ -29,7 +29,6 @@ from jaxpm.many.sbc import scalar_names, sim_seed
 from jaxpm.worker_settings import THREADS_ENV
 
 PLUGIN = Path(__file__).parent / "configs" / "sweep_plugin.yaml"
-BIN = Path(sys.executable).parent
 SMALL = ["--set", "sample.sampler=nutpie", "--set", "sbc.chains=2", "--set", "sbc.tune=100",
          "--set", "sbc.draws=30", "--set", "sbc.thinned=20"]
 SIMS = 8
@@ -79,39 +78,14 @@ def test_seeds_and_names_depend_on_the_index_only():
 # ------------------------------------------------------------------ whole runs
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """A ``dask scheduler`` and two ``dask worker`` processes (one thread each, started
     with ``JAXPM_WORKER_THREADS=1`` as the README says) on 127.0.0.1: the address."""
     tmp = tmp_path_factory.mktemp("dask")
     env = {**os.environ, THREADS_ENV: "1"}
-    file = tmp / "scheduler.json"
-    procs = [subprocess.Popen([BIN / "dask", "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-                               "--scheduler-file", file], env=env, cwd=tmp, stdout=subprocess.DEVNULL,
-                              stderr=open(tmp / "scheduler.log", "w"))]  # noqa: SIM115
-    try:
-        deadline = time.time() + 60
-        while not file.exists() and time.time() < deadline:
-            time.sleep(0.2)
-        address = json.loads(file.read_text())["address"]
-        for i in range(2):
-            procs.append(subprocess.Popen(
-                [BIN / "dask", "worker", address, "--nthreads", "1", "--no-dashboard", "--name", f"hand-{i}"],
-                env=env, cwd=tmp, stdout=subprocess.DEVNULL, stderr=open(tmp / f"worker-{i}.log", "w")))  # noqa: SIM115
+    with hand_started_cluster(tmp, env) as address:
         yield address
-    finally:
-        for proc in reversed(procs):
-            _stop(proc)
 
 
 def sbc(*args, code: int | None = 0):

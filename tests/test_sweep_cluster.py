@@ -16,11 +16,11 @@ import operator
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from support import BIN, hand_started_cluster
 from typer.testing import CliRunner
 
 from jaxpm.cli import app
@@ -29,43 +29,17 @@ from jaxpm.worker_settings import THREADS_ENV
 
 CONFIGS = Path(__file__).parent / "configs"
 PLUGIN = CONFIGS / "sweep_plugin.yaml"
-BIN = Path(sys.executable).parent
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)  # dask scheduler/worker close cleanly on SIGINT
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    """A ``dask scheduler`` and two ``dask worker`` processes (one thread each) on 127.0.0.1:
-    ``(address, [worker processes])``."""
+    """A ``dask scheduler`` and two ``dask worker`` processes (one thread each) on 127.0.0.1,
+    started without ``JAXPM_WORKER_THREADS`` (the executor restarts them with it): the address."""
     tmp = tmp_path_factory.mktemp("dask")
     env = {k: v for k, v in os.environ.items() if k != THREADS_ENV}
     env["DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES"] = "0"  # a task that kills its worker is not retried
-    file = tmp / "scheduler.json"
-    procs = [subprocess.Popen([BIN / "dask", "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-                               "--scheduler-file", file], env=env, cwd=tmp, stdout=subprocess.DEVNULL,
-                              stderr=open(tmp / "scheduler.log", "w"))]  # noqa: SIM115
-    try:
-        deadline = time.time() + 60
-        while not file.exists() and time.time() < deadline:
-            time.sleep(0.2)
-        address = json.loads(file.read_text())["address"]
-        for i in range(2):
-            procs.append(subprocess.Popen(
-                [BIN / "dask", "worker", address, "--nthreads", "1", "--no-dashboard", "--name", f"hand-{i}"],
-                env=env, cwd=tmp, stdout=subprocess.DEVNULL, stderr=open(tmp / f"worker-{i}.log", "w")))  # noqa: SIM115
+    with hand_started_cluster(tmp, env) as address:
         yield address
-    finally:
-        for proc in reversed(procs):
-            _stop(proc)
 
 
 def invoke(*args):
